@@ -1,0 +1,167 @@
+"""Settings for gamed-console. Everything comes from the environment; see README "Settings"."""
+
+import json
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.utils import get_random_secret_key
+
+from gamed_console.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("GAMED_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DEBUG", False)
+
+
+def _local_secret_key() -> str:
+    # A random key kept in var/ so local sessions survive restarts; production sets SECRET_KEY.
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(get_random_secret_key())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("SECRET_KEY") or _local_secret_key()
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "pipeline",
+    "observability",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "gamed_console.urls"
+WSGI_APPLICATION = "gamed_console.wsgi.application"
+ASGI_APPLICATION = "gamed_console.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Databases ------------------------------------------------------------------------------------
+
+SQLITE_BUSY_TIMEOUT_SECONDS = env_int("GAMED_SQLITE_BUSY_TIMEOUT", 30, minimum=1)
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'gamed.sqlite3'}"
+
+
+def _database(url: str) -> dict:
+    config = dj_database_url.parse(url, conn_max_age=env_int("GAMED_CONN_MAX_AGE", 0))
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # The web server, the workers and the checkpointer share one file: WAL lets readers
+        # proceed beside a writer, IMMEDIATE makes writers queue on the busy timeout instead of
+        # failing with "database is locked" when a read transaction tries to upgrade.
+        config["OPTIONS"] = {
+            "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        config["TEST"] = {"NAME": str(VAR_DIR / f"test-{Path(config['NAME']).stem}.sqlite3")}
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        config["CONN_HEALTH_CHECKS"] = True
+    else:
+        raise ImproperlyConfigured("DATABASE_URL must be a sqlite:// or postgres:// URL")
+    return config
+
+
+DATABASES = {"default": _database(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Empty means "the same database as Django" (resolved at run time, so tests use the test DB).
+CHECKPOINT_DATABASE_URL = env_str("CHECKPOINT_DATABASE_URL")
+CHECKPOINT_POOL_SIZE = env_int("GAMED_CHECKPOINT_POOL_SIZE", 4, minimum=1)
+
+# Queue -----------------------------------------------------------------------------------------
+
+REDIS_URL = env_str("REDIS_URL")
+GAMED_WORKERS = env_int("GAMED_WORKERS", 2, minimum=1)
+GAMED_TASK_TIMEOUT = env_int("GAMED_TASK_TIMEOUT", 3600, minimum=10)
+
+Q_CLUSTER = {
+    "name": env_str("GAMED_CLUSTER_NAME", "gamed"),
+    "workers": GAMED_WORKERS,
+    "recycle": 500,
+    "timeout": GAMED_TASK_TIMEOUT,
+    # django-q2 redelivers an unacknowledged ORM task after `retry` seconds; it must exceed the
+    # timeout or a slow run would be handed to a second worker while the first still works.
+    "retry": GAMED_TASK_TIMEOUT + 60,
+    "max_attempts": 3,
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 1000,
+    "label": "Task queue",
+    "poll": env_float("GAMED_QUEUE_POLL", 0.2),
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# Pipelines -------------------------------------------------------------------------------------
+
+GAMED_GRAPHS = {"gamed": "pipeline.graphs.gamed:build_graph"}
+_extra_graphs = env_str("GAMED_EXTRA_GRAPHS")
+if _extra_graphs:
+    try:
+        GAMED_GRAPHS.update(json.loads(_extra_graphs))
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ImproperlyConfigured(
+            'GAMED_EXTRA_GRAPHS must be a JSON object like {"name": "module:builder"}'
+        ) from exc
+
+GAMED_BASE_URL = env_str("GAMED_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+GAMED_SNAPSHOT_MAX_BYTES = env_int("GAMED_SNAPSHOT_MAX_BYTES", 65536, minimum=1024)
+GAMED_RECURSION_LIMIT = env_int("GAMED_RECURSION_LIMIT", 50, minimum=5)
+GAMED_HEARTBEAT_SECONDS = env_float("GAMED_HEARTBEAT_SECONDS", 10.0)
+GAMED_LEASE_SECONDS = env_int("GAMED_LEASE_SECONDS", 60, minimum=5)
+
+# Static, i18n, logging -------------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+LOGIN_URL = "admin:login"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("GAMED_LOG_LEVEL", "INFO")},
+    "loggers": {"django_q": {"level": env_str("GAMED_QUEUE_LOG_LEVEL", "WARNING")}},
+}

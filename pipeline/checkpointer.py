@@ -1,0 +1,104 @@
+"""One LangGraph checkpoint saver per process: SQLite by default, Postgres in production.
+
+The saver is created lazily and cached per process id: django-q2 forks its workers, and a
+connection (or pool) opened before the fork must never be shared by the children.
+"""
+
+import os
+import sqlite3
+import threading
+
+import dj_database_url
+from django.conf import settings
+from django.db import connections
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+_lock = threading.Lock()
+_savers: dict[tuple[int, str], BaseCheckpointSaver] = {}
+_closers: dict[tuple[int, str], object] = {}
+
+
+def checkpoint_database() -> dict:
+    """Django-style settings of the checkpoint database (defaults to Django's own)."""
+    if settings.CHECKPOINT_DATABASE_URL:
+        return dj_database_url.parse(settings.CHECKPOINT_DATABASE_URL)
+    return connections["default"].settings_dict
+
+
+def _key(db: dict) -> str:
+    if "sqlite" in db["ENGINE"]:
+        return f"sqlite:{db['NAME']}"
+    return make_conninfo(
+        dbname=db["NAME"],
+        user=db.get("USER") or None,
+        password=db.get("PASSWORD") or None,
+        host=db.get("HOST") or None,
+        port=str(db["PORT"]) if db.get("PORT") else None,
+    )
+
+
+def describe_checkpoint_database() -> str:
+    """Where checkpoints live, without credentials (safe for logs and pages)."""
+    db = checkpoint_database()
+    if "sqlite" in db["ENGINE"]:
+        return f"SQLite {db['NAME']}"
+    return f"Postgres {db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def is_postgres() -> bool:
+    return "postgres" in checkpoint_database()["ENGINE"]
+
+
+def _open(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
+    if "sqlite" in db["ENGINE"]:
+        conn = sqlite3.connect(
+            db["NAME"], check_same_thread=False, timeout=settings.SQLITE_BUSY_TIMEOUT_SECONDS
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return SqliteSaver(conn), conn
+    pool = ConnectionPool(
+        key,
+        min_size=1,
+        max_size=settings.CHECKPOINT_POOL_SIZE,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        # A connection broken by a database restart is replaced instead of handed out.
+        check=ConnectionPool.check_connection,
+        open=True,
+        name="gamed-checkpoints",
+    )
+    return PostgresSaver(pool), pool
+
+
+def get_checkpointer() -> BaseCheckpointSaver:
+    db = checkpoint_database()
+    cache_key = (os.getpid(), _key(db))
+    saver = _savers.get(cache_key)
+    if saver is not None:
+        return saver
+    with _lock:
+        saver = _savers.get(cache_key)
+        if saver is None:
+            saver, resource = _open(db, cache_key[1])
+            _savers[cache_key] = saver
+            _closers[cache_key] = resource
+    return saver
+
+
+def close_checkpointers() -> None:
+    """Close this process's savers (tests and benchmarks switch databases)."""
+    with _lock:
+        pid = os.getpid()
+        for cache_key in [k for k in _savers if k[0] == pid]:
+            _savers.pop(cache_key)
+            _closers.pop(cache_key).close()
+
+
+def setup_checkpointer() -> None:
+    """Create or upgrade the checkpointer's own tables (called by a migration)."""
+    get_checkpointer().setup()

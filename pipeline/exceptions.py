@@ -1,0 +1,36 @@
+"""Domain errors raised by pipeline services; each surface maps them once."""
+
+
+class PipelineError(Exception):
+    """Base class. `code` is stable and machine-readable; the message is for people."""
+
+    code = "pipeline_error"
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class UnknownGraph(PipelineError):
+    code = "unknown_graph"
+
+
+class InvalidInput(PipelineError):
+    code = "invalid_input"
+
+
+class RunNotFound(PipelineError):
+    code = "run_not_found"
+
+
+class StageNotFound(PipelineError):
+    code = "stage_not_found"
+
+
+class Conflict(PipelineError):
+    code = "conflict"
+
+
+class RetryNotAllowed(Conflict):
+    code = "retry_not_allowed"

@@ -1,0 +1,43 @@
+"""GamED.AI's game generator: a question in, a playable game blueprint out.
+
+input_enhancer -> domain_knowledge_retriever -> router -> game_planner -> scene_generator
+  -> blueprint_generator -> blueprint_validator -(invalid)-> blueprint_generator
+                                                -(valid)-> output_renderer
+"""
+
+from langgraph.graph import END, START, StateGraph
+
+from pipeline.graphs.gamed.blueprint import (
+    after_validation,
+    blueprint_generator,
+    blueprint_validator,
+    output_renderer,
+)
+from pipeline.graphs.gamed.design import game_planner, scene_generator
+from pipeline.graphs.gamed.state import GamedInput, GamedState
+from pipeline.graphs.gamed.understanding import domain_knowledge_retriever, input_enhancer, router
+
+
+def build_graph() -> StateGraph:
+    graph = StateGraph(GamedState, input_schema=GamedInput)
+    graph.add_sequence(
+        [
+            input_enhancer,
+            domain_knowledge_retriever,
+            router,
+            game_planner,
+            scene_generator,
+            blueprint_generator,
+            blueprint_validator,
+        ]
+    )
+    graph.add_node("output_renderer", output_renderer)
+    graph.add_edge(START, "input_enhancer")
+    graph.add_conditional_edges(
+        "blueprint_validator", after_validation, ["output_renderer", "blueprint_generator"]
+    )
+    graph.add_edge("output_renderer", END)
+    return graph
+
+
+build_graph.subject_field = "question"

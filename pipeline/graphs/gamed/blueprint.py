@@ -1,0 +1,164 @@
+"""Assembling, validating and rendering the game blueprint."""
+
+import hashlib
+import json
+import re
+
+from pipeline.graphs.faults import stage
+from pipeline.graphs.gamed.knowledge import DISTRACTORS
+from pipeline.graphs.gamed.state import MAX_ITEMS, TEMPLATES
+
+
+class BlueprintInvalid(RuntimeError):
+    """The validator still rejects the blueprint after the allowed attempts."""
+
+
+def _items(template: str, knowledge: dict, limit: int | None) -> list[dict]:
+    if template == "label_diagram":
+        parts = list(knowledge["parts"].items())[:limit]
+        return [
+            {"id": f"label-{i + 1}", "label": name, "hint": hint, "target": f"hotspot-{i + 1}"}
+            for i, (name, hint) in enumerate(parts)
+        ]
+    if template == "sequencing":
+        steps = knowledge["sequence"][:limit]
+        return [
+            {"id": f"step-{i + 1}", "text": step, "position": i + 1} for i, step in enumerate(steps)
+        ]
+    if template == "sorting":
+        # Interleave the bins, so a trimmed game still has something in every bin.
+        bins = sorted(knowledge["categories"].items())
+        pairs = [
+            (items[row], name)
+            for row in range(max(len(items) for _, items in bins))
+            for name, items in bins
+            if row < len(items)
+        ]
+        return [
+            {"id": f"item-{i + 1}", "text": item, "bin": bin_}
+            for i, (item, bin_) in enumerate(pairs[:limit])
+        ]
+    facts = knowledge.get("facts") or _cloze_facts(knowledge)
+    answers = [answer for _, answer in facts]
+    questions = []
+    for i, (prompt, answer) in enumerate(facts[:limit]):
+        wrong = [a for a in dict.fromkeys(answers + DISTRACTORS) if a != answer]
+        rotated = wrong[i:] + wrong[:i]
+        options = sorted([answer, *rotated[:3]], key=str.lower)
+        questions.append(
+            {"id": f"q-{i + 1}", "prompt": prompt, "options": options, "answer": answer}
+        )
+    return questions
+
+
+def _cloze_facts(knowledge: dict) -> list[list[str]]:
+    """Without bundled facts, blank out each key concept of the question in turn."""
+    question = knowledge["question"]
+    facts = []
+    for term in knowledge["terms"][:4]:
+        blanked = re.sub(rf"\b{re.escape(term)}\b", "_____", question, count=1, flags=re.I)
+        facts.append([f"Complete: {blanked}", term])
+    return facts
+
+
+@stage
+def blueprint_generator(state: dict) -> dict:
+    """Assemble the blueprint; on a second attempt, apply the validator's feedback."""
+    plan = state["game_plan"]
+    attempt = state.get("blueprint_attempts", 0) + 1
+    feedback = (state.get("validation") or {}).get("errors", []) if attempt > 1 else []
+    limit = MAX_ITEMS if any(e.startswith("too many items") for e in feedback) else None
+    items = _items(plan["template"], state["domain_knowledge"], limit)
+    blueprint = {
+        "schema": "gamed.blueprint/1",
+        "template": plan["template"],
+        "title": plan["title"],
+        "learning_objective": plan["learning_objective"],
+        "bloom_level": state["enhanced"]["bloom_level"],
+        "subject": state["enhanced"]["subject"],
+        "mechanics": plan["mechanics"],
+        "scoring": plan["scoring"],
+        "time_limit_s": plan["time_limit_s"],
+        "scenes": state["scenes"],
+        "items": items,
+        "draft": attempt,
+    }
+    return {"blueprint": blueprint, "blueprint_attempts": attempt}
+
+
+REQUIRED = {
+    "schema": str,
+    "template": str,
+    "title": str,
+    "items": list,
+    "scenes": list,
+    "scoring": dict,
+}
+
+
+def validate_blueprint(blueprint: dict) -> list[str]:
+    errors = [
+        f"missing or mistyped field {field!r}"
+        for field, kind in REQUIRED.items()
+        if not isinstance(blueprint.get(field), kind)
+    ]
+    if errors:
+        return errors
+    items = blueprint["items"]
+    if blueprint["template"] not in TEMPLATES:
+        errors.append(f"unknown template {blueprint['template']!r}")
+    if len(items) < 2:
+        errors.append(f"too few items ({len(items)} < 2)")
+    if len(items) > MAX_ITEMS:
+        errors.append(f"too many items ({len(items)} > {MAX_ITEMS}): a screen cannot hold them")
+    texts = [item.get("label") or item.get("text") or item.get("prompt") for item in items]
+    if len(set(texts)) != len(texts):
+        errors.append("duplicate items")
+    if blueprint["template"] == "label_diagram":
+        zones = {
+            zone["id"]
+            for scene in blueprint["scenes"]
+            for zone in scene.get("layout", {}).get("zones", [])
+        }
+        missing = [item["target"] for item in items if item["target"] not in zones]
+        if missing:
+            errors.append(f"labels point at missing hotspots: {', '.join(missing)}")
+    if blueprint["template"] == "multiple_choice":
+        bad = [q["id"] for q in items if q["answer"] not in q["options"]]
+        if bad:
+            errors.append(f"questions without their answer among the options: {', '.join(bad)}")
+    return errors
+
+
+@stage
+def blueprint_validator(state: dict) -> dict:
+    """Schema and semantic checks; an invalid blueprint goes back to the generator."""
+    attempt = state["blueprint_attempts"]
+    errors = validate_blueprint(state["blueprint"])
+    if errors and attempt >= state.get("max_blueprint_attempts", 3):
+        raise BlueprintInvalid(
+            f"blueprint still invalid after {attempt} attempts: {'; '.join(errors)}"
+        )
+    return {"validation": {"valid": not errors, "errors": errors, "attempt": attempt}}
+
+
+def after_validation(state: dict) -> str:
+    return "output_renderer" if state["validation"]["valid"] else "blueprint_generator"
+
+
+@stage
+def output_renderer(state: dict) -> dict:
+    """The final, playable blueprint JSON."""
+    blueprint = state["blueprint"]
+    body = json.dumps(blueprint, sort_keys=True)
+    return {
+        "output": {
+            "game": blueprint,
+            "question": state["question"],
+            "template": blueprint["template"],
+            "items": len(blueprint["items"]),
+            "drafts": state["blueprint_attempts"],
+            "router_confidence": state["route"]["confidence"],
+            "checksum": hashlib.sha256(body.encode()).hexdigest(),
+        }
+    }

@@ -1,0 +1,28 @@
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the `admin` superuser with a random password, printed once, if no superuser "
+        "exists yet. Does nothing afterwards."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--username", default="admin")
+
+    def handle(self, *args, **options):
+        users = get_user_model().objects
+        if users.filter(is_superuser=True).exists():
+            return
+        password = secrets.token_urlsafe(15)
+        users.create_superuser(options["username"], email="", password=password)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created superuser {options['username']!r} with password: {password}\n"
+                "This is the only time it is shown; change it in admin or with "
+                "`manage.py changepassword`."
+            )
+        )

@@ -1,0 +1,47 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from pipeline.graphs import registered_graphs
+from pipeline.management.output import format_duration, table
+from pipeline.models import RunStatus
+from pipeline.selectors import runs_with_progress
+
+
+class Command(BaseCommand):
+    help = "List recent runs, newest first."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--status", choices=RunStatus.values)
+        parser.add_argument("--graph")
+        parser.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+
+    def handle(self, *args, **options):
+        if options["limit"] < 1:
+            raise CommandError("--limit must be at least 1")
+        if options["graph"] and options["graph"] not in registered_graphs():
+            raise CommandError(
+                f"Unknown graph {options['graph']!r}. Registered: {', '.join(registered_graphs())}"
+            )
+        runs = runs_with_progress().order_by("-created_at")
+        if options["status"]:
+            runs = runs.filter(status=options["status"])
+        if options["graph"]:
+            runs = runs.filter(graph=options["graph"])
+        rows = [
+            [
+                run.short_id,
+                run.graph,
+                run.status,
+                f"{run.stages_done}/{run.stage_count}",
+                run.failed_stage or "-",
+                run.retry_depth,
+                run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                format_duration(run.duration),
+                (run.subject[:47] + "...") if len(run.subject) > 50 else run.subject,
+            ]
+            for run in runs[: options["limit"]]
+        ]
+        if not rows:
+            self.stdout.write("No runs yet. Start one with: manage.py start_run gamed --input ...")
+            return
+        headers = ["id", "graph", "status", "stages", "failed at", "depth", "created", "took"]
+        self.stdout.write(table(rows, [*headers, "subject"]))

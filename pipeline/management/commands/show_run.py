@@ -1,0 +1,73 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from pipeline.exceptions import PipelineError
+from pipeline.management.output import format_duration, format_ms, table
+from pipeline.selectors import find_run
+
+
+class Command(BaseCommand):
+    help = "Show one run: its stages, durations, errors and checkpoint ids."
+
+    def add_arguments(self, parser):
+        parser.add_argument("run_id", help="run id, or a unique prefix of it")
+        parser.add_argument("--tracebacks", action="store_true", help="print full tracebacks")
+        parser.add_argument("--output", action="store_true", help="print the run's final state")
+
+    def handle(self, *args, **options):
+        try:
+            run = find_run(options["run_id"])
+        except PipelineError as exc:
+            raise CommandError(exc.message) from None
+        fields = [
+            ("run", str(run.pk)),
+            ("graph", run.graph),
+            ("status", run.status),
+            ("subject", run.subject),
+            ("created", run.created_at.isoformat(timespec="seconds")),
+            ("duration", format_duration(run.duration)),
+            ("requested", f"{run.requested_via} by {run.requested_by or '-'}"),
+            ("thread", run.thread_id),
+            ("worker", run.worker or "-"),
+        ]
+        if run.parent_run_id:
+            fields += [
+                ("retry of", f"{run.parent_run_id} from {run.retry_from_stage}"),
+                ("retry depth", str(run.retry_depth)),
+                ("resume mode", run.get_resume_mode_display()),
+            ]
+        if run.error_message:
+            fields.append(("error", run.error_message))
+        width = max(len(name) for name, _ in fields)
+        for name, value in fields:
+            self.stdout.write(f"{name:<{width}}  {value}")
+        stages = list(run.stages.order_by("stage_order"))
+        self.stdout.write("")
+        if not stages:
+            self.stdout.write("No stages recorded yet.")
+        else:
+            rows = [
+                [
+                    s.stage_order,
+                    s.stage_name,
+                    s.status,
+                    format_ms(s.duration_ms),
+                    s.parent_checkpoint_id or "-",
+                    s.checkpoint_id or "-",
+                    (s.error_message[:60] + "...")
+                    if len(s.error_message) > 60
+                    else s.error_message,
+                ]
+                for s in stages
+            ]
+            headers = ["#", "stage", "status", "took", "started from", "checkpoint", "error"]
+            self.stdout.write(table(rows, headers))
+        if options["tracebacks"]:
+            for s in stages:
+                if s.error_traceback:
+                    self.stdout.write(f"\n--- {s.stage_name} #{s.stage_order} ---")
+                    self.stdout.write(s.error_traceback.rstrip())
+        if options["output"] and run.output is not None:
+            self.stdout.write("\n" + json.dumps(run.output, indent=2, sort_keys=True))
+        self.stdout.write(f"\nsee {run.admin_url}")

@@ -1,0 +1,90 @@
+"""Terminal output shared by the management commands."""
+
+import time
+from datetime import timedelta
+
+from django.core.management.base import OutputWrapper
+from django.core.management.color import Style
+
+from pipeline.models import PipelineRun, RunStatus, StageStatus
+
+
+def format_duration(value: timedelta | None) -> str:
+    if value is None:
+        return "-"
+    seconds = value.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def format_ms(ms: int | None) -> str:
+    return "-" if ms is None else format_duration(timedelta(milliseconds=ms))
+
+
+def status_style(style: Style, status: str):
+    return {
+        RunStatus.SUCCEEDED: style.SUCCESS,
+        StageStatus.REUSED: style.SQL_KEYWORD,
+        RunStatus.FAILED: style.ERROR,
+        RunStatus.CANCELLED: style.WARNING,
+        RunStatus.INTERRUPTED: style.WARNING,
+    }.get(status, str)
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def watch_run(
+    run: PipelineRun,
+    out: OutputWrapper,
+    style: Style,
+    *,
+    timeout: float,
+    poll: float = 0.25,
+) -> PipelineRun:
+    """Print each stage as it starts and finishes until the run ends (or `timeout`)."""
+    seen: dict[int, str] = {}
+    started = time.monotonic()
+    warned = False
+    while True:
+        run.refresh_from_db()
+        for stage in run.stages.order_by("stage_order"):
+            if seen.get(stage.pk) == stage.status:
+                continue
+            seen[stage.pk] = stage.status
+            label = f"  [{stage.stage_order:>2}] {stage.stage_name:<28}"
+            if stage.status == StageStatus.RUNNING:
+                out.write(f"{label} started")
+                continue
+            detail = f"{stage.status} in {format_ms(stage.duration_ms)}"
+            if stage.status == StageStatus.REUSED:
+                detail = "reused from the earlier run"
+            elif stage.error_message:
+                detail += f": {stage.error_message}"
+            out.write(f"{label} {status_style(style, stage.status)(detail)}")
+        if run.is_terminal:
+            break
+        elapsed = time.monotonic() - started
+        if run.status == RunStatus.PENDING and elapsed > 5 and not warned:
+            out.write(style.WARNING("  still pending: is a worker (`manage.py qcluster`) running?"))
+            warned = True
+        if elapsed > timeout:
+            out.write(style.WARNING(f"Stopped waiting after {timeout:.0f}s; the run goes on."))
+            break
+        time.sleep(poll)
+    summary = f"Run {run.pk} {run.status}"
+    if run.is_terminal:
+        summary += f" in {format_duration(run.duration)}"
+    out.write(status_style(style, run.status)(summary))
+    if run.error_message:
+        out.write(f"  error: {run.error_message}")
+    out.write(f"  see {run.admin_url}")
+    return run

@@ -1,0 +1,191 @@
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+TERMINAL_RUN_STATUSES = (
+    RunStatus.SUCCEEDED,
+    RunStatus.FAILED,
+    RunStatus.CANCELLED,
+    RunStatus.INTERRUPTED,
+)
+
+
+class StageStatus(models.TextChoices):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    REUSED = "reused"
+
+
+class Surface(models.TextChoices):
+    ADMIN = "admin"
+    API = "api"
+    CLI = "cli"
+    SYSTEM = "system"
+
+
+class ResumeMode(models.TextChoices):
+    FRESH = "fresh", "fresh run"
+    CHECKPOINT = "checkpoint", "from the stage's checkpoint"
+    EARLIER_CHECKPOINT = "earlier_checkpoint", "from an earlier stage's checkpoint"
+    FULL_RERUN = "full_rerun", "full rerun from the original input"
+    RESUME = "resume", "resumed in place"
+
+
+class PipelineRun(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    graph = models.CharField(max_length=100, db_index=True)
+    status = models.CharField(
+        max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True
+    )
+    subject = models.CharField(
+        max_length=255, blank=True, help_text="What the run is about, e.g. the question."
+    )
+    input = models.JSONField(default=dict, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    error_traceback = models.TextField(blank=True)
+    thread_id = models.CharField(max_length=100, unique=True, editable=False)
+
+    parent_run = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    root_run = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="descendants"
+    )
+    retry_from_stage = models.CharField(max_length=100, blank=True)
+    retry_depth = models.PositiveIntegerField(default=0)
+    resume_mode = models.CharField(
+        max_length=30, choices=ResumeMode.choices, default=ResumeMode.FRESH
+    )
+    reason = models.TextField(blank=True, help_text="Why the operator asked for this run.")
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    requested_via = models.CharField(max_length=10, choices=Surface.choices, default=Surface.SYSTEM)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="How many times a worker has claimed this run."
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+            models.Index(fields=["graph", "-created_at"], name="run_graph_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.graph} run {self.short_id}"
+
+    def save(self, *args, **kwargs):
+        if not self.thread_id:
+            self.thread_id = str(self.id)
+        super().save(*args, **kwargs)
+
+    @property
+    def short_id(self) -> str:
+        return str(self.id)[:8]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_RUN_STATUSES
+
+    @property
+    def duration(self) -> timedelta | None:
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    @property
+    def admin_path(self) -> str:
+        return reverse("admin:pipeline_pipelinerun_change", args=[self.pk])
+
+    @property
+    def admin_url(self) -> str:
+        return settings.GAMED_BASE_URL + self.admin_path
+
+
+class StageExecution(models.Model):
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="stages")
+    stage_name = models.CharField(max_length=100)
+    stage_order = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=StageStatus.choices)
+    task_id = models.CharField(max_length=64, blank=True, help_text="LangGraph task id.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    input_snapshot = models.JSONField(null=True, blank=True)
+    output_snapshot = models.JSONField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    error_traceback = models.TextField(blank=True)
+    checkpoint_id = models.CharField(max_length=64, blank=True)
+    parent_checkpoint_id = models.CharField(max_length=64, blank=True)
+    reused_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reused_by"
+    )
+    model_id = models.CharField(max_length=100, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "stage_order"]
+        indexes = [
+            models.Index(fields=["run", "checkpoint_id"], name="stage_run_checkpoint"),
+            models.Index(fields=["stage_name", "status"], name="stage_name_status"),
+        ]
+        constraints = [
+            # Also the (run, stage_order) index the timeline reads by.
+            models.UniqueConstraint(fields=["run", "stage_order"], name="stage_run_order"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stage_name} #{self.stage_order}"
+
+    @property
+    def is_reused(self) -> bool:
+        return self.status == StageStatus.REUSED
+
+
+class NodeInvocation(models.Model):
+    """Ledger written by pipeline nodes themselves each time they really execute.
+
+    Stage rows say what the console recorded; this says what actually ran, which is what
+    proves that a retry or a resume re-executed nothing it did not have to.
+    """
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="invocations")
+    root_run_id = models.UUIDField(db_index=True)
+    stage_name = models.CharField(max_length=100)
+    outcome = models.CharField(max_length=20, default="started")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["root_run_id", "stage_name"], name="ledger_root_stage")]
+
+    def __str__(self) -> str:
+        return f"{self.stage_name} in {self.run_id}: {self.outcome}"

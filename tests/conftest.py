@@ -1,0 +1,142 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django_q.conf import Conf
+
+from pipeline.models import PipelineRun, RunStatus
+from tests import services
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_GRAPHS = '{"test_chain": "tests.graphs:build_chain"}'
+settings.GAMED_GRAPHS = {**settings.GAMED_GRAPHS, "test_chain": "tests.graphs:build_chain"}
+
+
+def database_url() -> str:
+    """URL of the database the tests use (the test database), for child processes."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "CHECKPOINT_DATABASE_URL"}}
+    env.update(
+        DATABASE_URL=database_url(),
+        DJANGO_SETTINGS_MODULE="gamed_console.settings",
+        GAMED_EXTRA_GRAPHS=TEST_GRAPHS,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def manage(
+    *args: str, env: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env or child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def sync_queue(monkeypatch, transactional_db):
+    """Tasks run inline in the test process (django-q2 reads `sync` once, so patch Conf)."""
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+class Workers:
+    """Real `manage.py qcluster` processes, each in its own process group."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, **env: str) -> subprocess.Popen:
+        log = open(self.tmp_path / f"qcluster-{len(self.procs)}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=child_env(GAMED_WORKERS="2", GAMED_QUEUE_POLL="0.05", **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.kill(proc)
+
+    def logs(self) -> str:
+        return "\n".join(
+            p.read_text()[-3000:] for p in sorted(self.tmp_path.glob("qcluster-*.log"))
+        )
+
+
+@pytest.fixture
+def workers(transactional_db, tmp_path):
+    handle = Workers(tmp_path)
+    yield handle
+    handle.stop_all()
+
+
+def wait_for_runs(
+    runs,
+    *,
+    timeout: float = 90,
+    statuses=(RunStatus.SUCCEEDED, RunStatus.FAILED),
+    workers: Workers | None = None,
+) -> list[PipelineRun]:
+    ids = [r.pk for r in runs]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(PipelineRun.objects.filter(pk__in=ids))
+        if len(found) == len(ids) and all(r.status in statuses for r in found):
+            return sorted(found, key=lambda r: ids.index(r.pk))
+        time.sleep(0.2)
+    states = {str(r.pk)[:8]: r.status for r in PipelineRun.objects.filter(pk__in=ids)}
+    logs = workers.logs() if workers else ""
+    raise AssertionError(f"runs did not reach {statuses} in {timeout}s: {states}\n{logs}")
+
+
+def require_postgres():
+    if connection.vendor != "postgresql":
+        pytest.skip("runs on the Postgres pass of `make test`")
+
+
+def redis_url() -> str:
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    if error := services.redis_ok(url):
+        if services.in_ci():
+            pytest.fail(f"Redis is required in CI: {error}")
+        pytest.skip(f"Redis not reachable: {error}")
+    return url

@@ -1,0 +1,40 @@
+"""Small graphs the tests register beside GamED (via GAMED_EXTRA_GRAPHS)."""
+
+from typing import Annotated, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from pydantic import BaseModel, Field
+
+from pipeline.graphs.faults import stage
+
+
+class ChainInput(BaseModel):
+    question: str = "chain"
+    faults: dict[str, str] = Field(default_factory=dict)
+
+
+def _append(left: list, right: list) -> list:
+    return left + right
+
+
+class ChainState(TypedDict, total=False):
+    question: str
+    faults: dict[str, str]
+    visited: Annotated[list, _append]
+
+
+def _step(name: str):
+    def node(state: dict) -> dict:
+        return {"visited": [name]}
+
+    node.__name__ = name
+    return stage(node)
+
+
+def build_chain() -> StateGraph:
+    """s1 -> s2 -> ... -> s5, each recording itself in the ledger."""
+    graph = StateGraph(ChainState, input_schema=ChainInput)
+    graph.add_sequence([_step(f"s{i}") for i in range(1, 6)])
+    graph.add_edge(START, "s1")
+    graph.add_edge("s5", END)
+    return graph

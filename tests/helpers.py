@@ -1,0 +1,29 @@
+"""Assertions shared by the test files."""
+
+from pipeline.graphs import compiled_graph
+from pipeline.models import PipelineRun
+from pipeline.runner import run_config
+
+
+def checkpoint_history(run: PipelineRun) -> dict[str, object]:
+    """LangGraph's own history of the run's thread, by checkpoint id."""
+    graph = compiled_graph(run.graph)
+    return {
+        snap.config["configurable"]["checkpoint_id"]: snap
+        for snap in graph.get_state_history(run_config(run))
+    }
+
+
+def assert_stage_checkpoints_match_history(run: PipelineRun) -> None:
+    """Each stage started from the snapshot whose `next` names it, and its `checkpoint_id` is
+    the snapshot LangGraph wrote right after it."""
+    history = checkpoint_history(run)
+    child_of = {
+        snap.parent_config["configurable"]["checkpoint_id"]: cid
+        for cid, snap in history.items()
+        if snap.parent_config
+    }
+    for stage in run.stages.order_by("stage_order"):
+        before = history[stage.parent_checkpoint_id]
+        assert stage.stage_name in before.next, (stage.stage_name, before.next)
+        assert stage.checkpoint_id == child_of[stage.parent_checkpoint_id], stage.stage_name
