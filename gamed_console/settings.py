@@ -143,6 +143,8 @@ if _extra_graphs:
 GAMED_BASE_URL = env_str("GAMED_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 GAMED_SNAPSHOT_MAX_BYTES = env_int("GAMED_SNAPSHOT_MAX_BYTES", 65536, minimum=1024)
 GAMED_RECURSION_LIMIT = env_int("GAMED_RECURSION_LIMIT", 50, minimum=5)
+# How long the stage-row writer lets events gather before a batch (seconds).
+GAMED_STAGE_WRITE_DELAY = env_float("GAMED_STAGE_WRITE_DELAY", 0.02)
 GAMED_HEARTBEAT_SECONDS = env_float("GAMED_HEARTBEAT_SECONDS", 10.0)
 GAMED_LEASE_SECONDS = env_int("GAMED_LEASE_SECONDS", 60, minimum=5)
 

@@ -1,24 +1,31 @@
 """Executes one run: streams its graph and records every stage and checkpoint as it happens."""
 
+import contextlib
 import logging
 import os
+import queue
 import socket
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import ClassVar
 
 from django.conf import settings
+from django.db import connections, transaction
 from django.db.models import F, Max
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from pipeline import progress
 from pipeline.graphs import compiled_graph
-from pipeline.models import PipelineRun, RunStatus, StageExecution, StageStatus
+from pipeline.models import PipelineRun, ResumeMode, RunStatus, StageExecution, StageStatus
 from pipeline.snapshots import capped, to_json
 
 logger = logging.getLogger(__name__)
+
+
+FROM_INPUT = (ResumeMode.FRESH, ResumeMode.FULL_RERUN)
 
 
 def worker_id() -> str:
@@ -40,12 +47,114 @@ def run_config(run: PipelineRun) -> dict:
     }
 
 
-@dataclass
-class _Finished:
-    row_id: int
-    finished_at: datetime
-    duration_ms: int
-    output: object
+class RowWriter:
+    """Writes stage rows from one background thread per process, in order, so that database
+    round trips overlap the graph's own work instead of adding to every stage.
+
+    Whatever queued up while the previous batch was written goes out as one batch: rows that
+    started and finished meanwhile are inserted complete, in one statement. The thread keeps
+    its own database connection across runs. A failed write (the database went away) is kept
+    for its run and re-raised by the runner at its next event, so it cannot pass unnoticed.
+    """
+
+    _instances: ClassVar[dict[int, "RowWriter"]] = {}
+    _lock = threading.Lock()
+
+    @classmethod
+    def for_process(cls) -> "RowWriter":
+        pid = os.getpid()
+        with cls._lock:
+            if pid not in cls._instances:
+                cls._instances[pid] = cls()
+            return cls._instances[pid]
+
+    def __init__(self):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._flush_now = threading.Event()
+        self.errors: dict[object, BaseException] = {}
+        self._thread = threading.Thread(target=self._loop, name="gamed-row-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            # Let a few events gather: fast stages then cost one INSERT between them.
+            self._flush_now.wait(settings.GAMED_STAGE_WRITE_DELAY)
+            self._flush_now.clear()
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._queue.get_nowait())
+            by_run: dict[object, list] = {}
+            for op in batch:
+                by_run.setdefault(op[0], []).append(op)
+            for run_id, ops in by_run.items():
+                self._write_run(run_id, ops)
+
+    def _write_run(self, run_id, ops: list[tuple]) -> None:
+        if run_id is None:  # close_connection()
+            connections.close_all()
+            ops[-1][3].set()
+            return
+        done = [op[3] for op in ops if op[1] == "flush"]
+        if run_id not in self.errors:
+            try:
+                self._write(run_id, [op for op in ops if op[1] != "flush"])
+            except Exception as exc:
+                self.errors[run_id] = exc
+                # The connection may be broken: the next batch opens a new one.
+                connections["default"].close()
+        for event in done:
+            event.set()
+
+    def _write(self, run_id, ops: list[tuple]) -> None:
+        new: dict[int, dict] = {}
+        changed: dict[int, dict] = {}
+        heartbeat = False
+        for _, kind, order, fields in ops:
+            if kind == "heartbeat":
+                heartbeat = True
+            elif kind == "insert":
+                new[order] = fields
+            elif order in new:
+                new[order].update(fields)
+            else:
+                changed.setdefault(order, {}).update(fields)
+        statements = bool(new) + len(changed) + heartbeat
+        with transaction.atomic() if statements > 1 else contextlib.nullcontext():
+            if new:
+                StageExecution.objects.bulk_create(
+                    StageExecution(run_id=run_id, stage_order=order, **fields)
+                    for order, fields in new.items()
+                )
+            for order, fields in changed.items():
+                StageExecution.objects.filter(run_id=run_id, stage_order=order).update(**fields)
+            if heartbeat:
+                PipelineRun.objects.filter(pk=run_id).update(heartbeat_at=timezone.now())
+
+    def put(self, run_id, kind: str, order: int = 0, fields: dict | None = None) -> None:
+        self.raise_error(run_id)
+        self._queue.put((run_id, kind, order, fields or {}))
+
+    def raise_error(self, run_id) -> None:
+        if run_id in self.errors:
+            raise self.errors[run_id]
+
+    def _barrier(self, run_id) -> None:
+        event = threading.Event()
+        self._queue.put((run_id, "flush", 0, event))
+        self._flush_now.set()
+        event.wait()
+
+    def close_connection(self) -> None:
+        """Close the writer's database connection (before a test database is dropped)."""
+        self._barrier(None)
+
+    def flush(self, run_id) -> None:
+        """Wait until every write queued for the run is done; re-raise one that failed."""
+        self._barrier(run_id)
+        error = self.errors.pop(run_id, None)
+        if error is not None:
+            raise error
 
 
 @dataclass
@@ -54,85 +163,95 @@ class StageRecorder:
 
     A stage starts from the checkpoint whose `next` contains it; the checkpoint written after
     it is the next `checkpoints` event (durability="sync" writes it before the next step). A
-    successful stage is completed in one UPDATE once that checkpoint id is known.
+    successful stage is completed in one UPDATE once that checkpoint id is known. Rows are
+    addressed by (run, stage_order), which the runner assigns, so no write waits for another.
     """
 
     run: PipelineRun
     next_order: int
+    writer: RowWriter = field(init=False)
     started_from: dict[str, str] = field(default_factory=dict)
-    rows: dict[str, tuple[int, float]] = field(default_factory=dict)
-    awaiting_checkpoint: list[_Finished] = field(default_factory=list)
+    running: dict[str, tuple[int, float]] = field(default_factory=dict)
+    values: dict = field(default_factory=dict)
+    awaiting_checkpoint: list[tuple[int, dict]] = field(default_factory=list)
     last_heartbeat: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self):
+        self.writer = RowWriter.for_process()
+
+    def _insert(self, order: int, **fields) -> None:
+        self.writer.put(self.run.pk, "insert", order, fields)
+
+    def _update(self, order: int, **fields) -> None:
+        self.writer.put(self.run.pk, "update", order, fields)
 
     def on_checkpoint(self, data: dict) -> None:
         checkpoint_id = data["config"]["configurable"]["checkpoint_id"]
+        self.values = data["values"]
         self.flush(checkpoint_id)
         for task in data.get("tasks", ()):
             self.started_from[task["id"]] = checkpoint_id
 
     def on_task_start(self, data: dict) -> None:
-        row = StageExecution.objects.create(
-            run=self.run,
+        self._insert(
+            self.next_order,
             stage_name=data["name"],
-            stage_order=self.next_order,
             status=StageStatus.RUNNING,
             task_id=data["id"],
             started_at=timezone.now(),
             parent_checkpoint_id=self.started_from.pop(data["id"], ""),
             input_snapshot=capped(data.get("input")),
         )
+        self.running[data["id"]] = (self.next_order, time.monotonic())
         self.next_order += 1
-        self.rows[data["id"]] = (row.pk, time.monotonic())
         self.heartbeat()
 
     def on_task_result(self, data: dict) -> None:
-        row_id, started = self.rows.pop(data["id"], (None, time.monotonic()))
-        if row_id is None:
+        if data["id"] not in self.running:
             return
-        duration_ms = int((time.monotonic() - started) * 1000)
+        order, started = self.running.pop(data["id"])
+        fields = {
+            "finished_at": timezone.now(),
+            "duration_ms": int((time.monotonic() - started) * 1000),
+        }
         error = data.get("error")
         if error is None:
-            self.awaiting_checkpoint.append(
-                _Finished(row_id, timezone.now(), duration_ms, data.get("result"))
-            )
+            fields.update(status=StageStatus.SUCCEEDED, output_snapshot=capped(data.get("result")))
+            self.awaiting_checkpoint.append((order, fields))
             return
-        StageExecution.objects.filter(pk=row_id).update(
+        self._update(
+            order,
             status=StageStatus.FAILED,
-            finished_at=timezone.now(),
-            duration_ms=duration_ms,
             error_message=describe_error(error),
             error_traceback="".join(traceback.format_exception(error)),
+            **fields,
         )
 
     def flush(self, checkpoint_id: str = "") -> None:
-        for done in self.awaiting_checkpoint:
-            StageExecution.objects.filter(pk=done.row_id).update(
-                status=StageStatus.SUCCEEDED,
-                finished_at=done.finished_at,
-                duration_ms=done.duration_ms,
-                output_snapshot=capped(done.output),
-                checkpoint_id=checkpoint_id,
-            )
+        for order, fields in self.awaiting_checkpoint:
+            self._update(order, checkpoint_id=checkpoint_id, **fields)
         self.awaiting_checkpoint.clear()
 
-    def close_open_stages(self, status: str, message: str, tb: str = "") -> None:
-        """Stages still running when the run stops end with the run's reason."""
+    def close(self, status: str | None = None, message: str = "", tb: str = "") -> None:
+        """Write everything still queued; stages still running end with the run's reason."""
         self.flush()
         now = timezone.now()
-        for row_id, started in self.rows.values():
-            StageExecution.objects.filter(pk=row_id, status=StageStatus.RUNNING).update(
-                status=status,
+        for order, started in self.running.values():
+            self._update(
+                order,
+                status=status or StageStatus.INTERRUPTED,
                 finished_at=now,
                 duration_ms=int((time.monotonic() - started) * 1000),
                 error_message=message,
                 error_traceback=tb,
             )
-        self.rows.clear()
+        self.running.clear()
+        self.writer.flush(self.run.pk)
 
     def heartbeat(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self.last_heartbeat >= settings.GAMED_HEARTBEAT_SECONDS:
-            PipelineRun.objects.filter(pk=self.run.pk).update(heartbeat_at=timezone.now())
+            self.writer.put(self.run.pk, "heartbeat")
             self.last_heartbeat = now
 
 
@@ -158,13 +277,14 @@ def execute_run(run_id: str) -> str:
         return f"not claimed ({status or 'missing'})"
 
     run = PipelineRun.objects.get(pk=run_id)
-    last_order = run.stages.aggregate(last=Max("stage_order"))["last"]
-    recorder = StageRecorder(run=run, next_order=(last_order or 0) + 1)
     graph = compiled_graph(run.graph)
     config = run_config(run)
     # A thread with a checkpoint continues from it (a retry's fork, a resume); only a thread
-    # with none starts from the run's input.
-    fresh = graph.checkpointer.get_tuple(config) is None
+    # with none starts from the run's input. A run's first claim knows without asking.
+    first_claim = run.attempts == 1 and run.resume_mode in FROM_INPUT
+    fresh = first_claim or graph.checkpointer.get_tuple(config) is None
+    last_order = None if first_claim else run.stages.aggregate(last=Max("stage_order"))["last"]
+    recorder = StageRecorder(run=run, next_order=(last_order or 0) + 1)
     token = progress.install(recorder.heartbeat)
     try:
         for event in graph.stream(
@@ -174,6 +294,7 @@ def execute_run(run_id: str) -> str:
             version="v2",
             durability="sync",
         ):
+            recorder.writer.raise_error(run.pk)
             if event["ns"]:
                 continue
             data = event["data"]
@@ -183,25 +304,32 @@ def execute_run(run_id: str) -> str:
                 recorder.on_task_result(data)
             else:
                 recorder.on_task_start(data)
-        recorder.flush()
-        output = to_json(graph.get_state(config).values)
+        recorder.close()
+        output = to_json(recorder.values)
     except Exception as exc:
         message = describe_error(exc)
         tb = traceback.format_exc()
-        recorder.close_open_stages(StageStatus.FAILED, message, tb)
+        _close_quietly(recorder, StageStatus.FAILED, message, tb)
         _finish(run, RunStatus.FAILED, error_message=message, error_traceback=tb)
         logger.warning("run %s failed: %s", run_id, message)
         return RunStatus.FAILED
     except BaseException as exc:
         # The worker is being torn down (timeout, shutdown): never leave the run `running`.
         message = f"worker stopped: {describe_error(exc)}"
-        recorder.close_open_stages(StageStatus.INTERRUPTED, message)
+        _close_quietly(recorder, StageStatus.INTERRUPTED, message)
         _finish(run, RunStatus.INTERRUPTED, error_message=message)
         raise
     finally:
         progress.uninstall(token)
     _finish(run, RunStatus.SUCCEEDED, output=output)
     return RunStatus.SUCCEEDED
+
+
+def _close_quietly(recorder: StageRecorder, status: str, message: str, tb: str = "") -> None:
+    try:
+        recorder.close(status, message, tb)
+    except Exception:
+        logger.exception("run %s: could not record its last stages", recorder.run.pk)
 
 
 def _finish(run: PipelineRun, status: str, **fields) -> None:

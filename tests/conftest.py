@@ -10,7 +10,9 @@ from django.conf import settings
 from django.db import connection
 from django_q.conf import Conf
 
+from pipeline.checkpointer import close_checkpointers
 from pipeline.models import PipelineRun, RunStatus
+from pipeline.runner import RowWriter
 from tests import services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +52,14 @@ def manage(
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_checkpointers(django_db_setup, django_db_blocker):
+    """The saver's pool holds connections to the test database; close it before it is dropped."""
+    yield
+    close_checkpointers()
+    RowWriter.for_process().close_connection()
 
 
 @pytest.fixture

@@ -1,0 +1,81 @@
+"""Per-stage cost of the console runner against raw LangGraph, with the same saver.
+
+A 20-stage no-op graph runs N times through `pipeline.runner.execute_run` (claim, stream with
+stage and checkpoint recording, final state) and N times through `graph.invoke(...,
+durability="sync")` on the same checkpointer, interleaved. Prints per-stage cost and the ratio.
+Target: console / raw <= 1.3 on Postgres.
+
+    python bench/stage_overhead.py [--runs 30] [--backend sqlite|postgres]
+"""
+
+import argparse
+import json
+import sys
+import time
+import uuid
+
+from _common import median_ms, per_backend, setup_django
+
+STAGES = 20
+TARGET = 1.3
+
+
+def measure(backend: str, runs: int) -> dict:
+    setup_django(backend)
+    from pipeline.checkpointer import get_checkpointer
+    from pipeline.graphs import state_graph
+    from pipeline.models import PipelineRun
+    from pipeline.runner import execute_run
+
+    raw_graph = state_graph("bench_noop20").compile(checkpointer=get_checkpointer())
+    console, raw = [], []
+    for i in range(runs + 3):
+        run = PipelineRun.objects.create(graph="bench_noop20", input={"n": 0})
+        started = time.perf_counter()
+        status = execute_run(str(run.pk))
+        console_s = time.perf_counter() - started
+        assert status == "succeeded", status
+
+        config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+        started = time.perf_counter()
+        raw_graph.invoke({"n": 0}, config, durability="sync")
+        raw_s = time.perf_counter() - started
+        if i >= 3:  # warm-up
+            console.append(console_s / STAGES)
+            raw.append(raw_s / STAGES)
+    console_ms, raw_ms = median_ms(console), median_ms(raw)
+    return {
+        "backend": backend,
+        "runs": runs,
+        "console_ms_per_stage": round(console_ms, 3),
+        "raw_ms_per_stage": round(raw_ms, 3),
+        "ratio": round(console_ms / raw_ms, 3),
+        "target": TARGET if backend == "postgres" else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--backend", choices=["sqlite", "postgres"])
+    parser.add_argument("--json", action="store_true", help="print one JSON line (for make bench)")
+    args = parser.parse_args()
+    if args.backend:
+        result = measure(args.backend, args.runs)
+        print(json.dumps(result) if args.json else result)
+        return
+    results = per_backend(__file__, ["sqlite", "postgres"])
+    print(f"stage overhead: {STAGES}-stage no-op graph, median of {args.runs} runs each")
+    print(f"{'backend':<10}{'raw ms/stage':>14}{'console ms/stage':>18}{'ratio':>8}{'target':>9}")
+    for r in results:
+        target = f"<= {r['target']}" if r["target"] else "-"
+        print(
+            f"{r['backend']:<10}{r['raw_ms_per_stage']:>14.3f}{r['console_ms_per_stage']:>18.3f}"
+            f"{r['ratio']:>8.2f}{target:>9}"
+        )
+    if len(results) < 2:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
