@@ -140,6 +140,7 @@ if _extra_graphs:
             'GAMED_EXTRA_GRAPHS must be a JSON object like {"name": "module:builder"}'
         ) from exc
 
+GAMED_MAX_RETRY_DEPTH = env_int("GAMED_MAX_RETRY_DEPTH", 3, minimum=1)
 GAMED_BASE_URL = env_str("GAMED_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 GAMED_SNAPSHOT_MAX_BYTES = env_int("GAMED_SNAPSHOT_MAX_BYTES", 65536, minimum=1024)
 GAMED_RECURSION_LIMIT = env_int("GAMED_RECURSION_LIMIT", 50, minimum=5)

@@ -3,6 +3,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,6 +23,9 @@ TERMINAL_RUN_STATUSES = (
     RunStatus.CANCELLED,
     RunStatus.INTERRUPTED,
 )
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
 
 
 class StageStatus(models.TextChoices):
@@ -74,6 +78,9 @@ class PipelineRun(models.Model):
     resume_mode = models.CharField(
         max_length=30, choices=ResumeMode.choices, default=ResumeMode.FRESH
     )
+    resume_note = models.TextField(
+        blank=True, help_text="How a retry resumes, and why it fell back if it did."
+    )
     reason = models.TextField(blank=True, help_text="Why the operator asked for this run.")
 
     requested_by = models.ForeignKey(
@@ -96,6 +103,20 @@ class PipelineRun(models.Model):
         indexes = [
             models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
             models.Index(fields=["graph", "-created_at"], name="run_graph_created"),
+        ]
+        constraints = [
+            # Two operators clicking "retry" at once must produce one run, not two.
+            models.UniqueConstraint(
+                fields=["parent_run", "retry_from_stage"],
+                condition=Q(status__in=["pending", "running"], parent_run__isnull=False),
+                name="one_active_retry_per_stage",
+            ),
+        ]
+        permissions = [
+            ("start_pipelinerun", "Can start runs"),
+            ("retry_pipelinerun", "Can retry runs from a stage"),
+            ("cancel_pipelinerun", "Can cancel runs"),
+            ("resume_pipelinerun", "Can resume interrupted runs"),
         ]
 
     def __str__(self) -> str:
@@ -169,6 +190,11 @@ class StageExecution(models.Model):
     @property
     def is_reused(self) -> bool:
         return self.status == StageStatus.REUSED
+
+    @property
+    def original_id(self) -> int:
+        """The row that really executed this stage (itself, unless reused)."""
+        return self.reused_from_id or self.pk
 
 
 class NodeInvocation(models.Model):

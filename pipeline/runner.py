@@ -173,6 +173,7 @@ class StageRecorder:
     started_from: dict[str, str] = field(default_factory=dict)
     running: dict[str, tuple[int, float]] = field(default_factory=dict)
     values: dict = field(default_factory=dict)
+    current_checkpoint: str = ""
     awaiting_checkpoint: list[tuple[int, dict]] = field(default_factory=list)
     last_heartbeat: float = field(default_factory=time.monotonic)
 
@@ -188,6 +189,7 @@ class StageRecorder:
     def on_checkpoint(self, data: dict) -> None:
         checkpoint_id = data["config"]["configurable"]["checkpoint_id"]
         self.values = data["values"]
+        self.current_checkpoint = checkpoint_id
         self.flush(checkpoint_id)
         for task in data.get("tasks", ()):
             self.started_from[task["id"]] = checkpoint_id
@@ -199,7 +201,7 @@ class StageRecorder:
             status=StageStatus.RUNNING,
             task_id=data["id"],
             started_at=timezone.now(),
-            parent_checkpoint_id=self.started_from.pop(data["id"], ""),
+            parent_checkpoint_id=self.started_from.pop(data["id"], self.current_checkpoint),
             input_snapshot=capped(data.get("input")),
         )
         self.running[data["id"]] = (self.next_order, time.monotonic())
@@ -282,9 +284,12 @@ def execute_run(run_id: str) -> str:
     # A thread with a checkpoint continues from it (a retry's fork, a resume); only a thread
     # with none starts from the run's input. A run's first claim knows without asking.
     first_claim = run.attempts == 1 and run.resume_mode in FROM_INPUT
-    fresh = first_claim or graph.checkpointer.get_tuple(config) is None
+    latest = None if first_claim else graph.checkpointer.get_tuple(config)
+    fresh = latest is None
     last_order = None if first_claim else run.stages.aggregate(last=Max("stage_order"))["last"]
     recorder = StageRecorder(run=run, next_order=(last_order or 0) + 1)
+    if latest is not None:
+        recorder.current_checkpoint = latest.config["configurable"]["checkpoint_id"]
     token = progress.install(recorder.heartbeat)
     try:
         for event in graph.stream(

@@ -1,11 +1,32 @@
 """Every write to runs goes through here; admin, API and commands call these functions."""
 
-from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from django_q.tasks import async_task
+import uuid
+from dataclasses import dataclass, field
 
-from pipeline.graphs import subject_of, validate_input
-from pipeline.models import PipelineRun, Surface
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django_q.tasks import async_task
+from langgraph.checkpoint.base import CheckpointTuple
+
+from pipeline.exceptions import (
+    Conflict,
+    InvalidInput,
+    RetryNotAllowed,
+    StageNotFound,
+    UnknownGraph,
+)
+from pipeline.forking import delete_thread, fork_checkpoint, reachable_stages, read_checkpoint
+from pipeline.graphs import stage_names, state_graph, subject_of, validate_input
+from pipeline.models import (
+    ACTIVE_RUN_STATUSES,
+    PipelineRun,
+    ResumeMode,
+    StageExecution,
+    StageStatus,
+    Surface,
+)
+from pipeline.snapshots import to_json
 
 
 def enqueue_run(run: PipelineRun) -> None:
@@ -38,3 +59,272 @@ def start_run(
         )
         transaction.on_commit(lambda: enqueue_run(run))
     return run
+
+
+@dataclass
+class RetryPlan:
+    """What a retry would do, computed without writing anything (the preview)."""
+
+    run: PipelineRun
+    requested: StageExecution | None
+    resume_mode: ResumeMode
+    target: StageExecution | None = None
+    source: CheckpointTuple | None = None
+    source_thread_id: str = ""
+    reused: list[StageExecution] = field(default_factory=list)
+    will_run: list[str] = field(default_factory=list)
+    input: dict = field(default_factory=dict)
+    state_patch: dict = field(default_factory=dict)
+    state_diff: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def stage_name(self) -> str:
+        return self.requested.stage_name if self.requested else ""
+
+    @property
+    def checkpoint_id(self) -> str:
+        return self.source.config["configurable"]["checkpoint_id"] if self.source else ""
+
+    @property
+    def depth(self) -> int:
+        return self.run.retry_depth + 1
+
+    def to_dict(self) -> dict:
+        return {
+            "run_id": str(self.run.pk),
+            "from_stage": self.stage_name,
+            "stage_execution_id": self.requested.pk if self.requested else None,
+            "resume_mode": self.resume_mode.value,
+            "resume_from_stage": self.target.stage_name if self.target else None,
+            "checkpoint_id": self.checkpoint_id or None,
+            "reused_stages": [
+                {"stage": s.stage_name, "stage_order": s.stage_order, "reused_from": s.original_id}
+                for s in self.reused
+            ],
+            "will_run": self.will_run,
+            "retry_depth": self.depth,
+            "state_diff": self.state_diff,
+            "notes": self.notes,
+        }
+
+
+def _state_channels(graph: str) -> list[str]:
+    return [c for c in state_graph(graph).channels if not c.startswith(("__", "branch:"))]
+
+
+def _input_fields(graph: str) -> list[str]:
+    schema = state_graph(graph).input_schema
+    fields = getattr(schema, "model_fields", None) or getattr(schema, "__annotations__", {})
+    return list(fields)
+
+
+def _resolve_stage(
+    run: PipelineRun, rows: list[StageExecution], from_stage: str | None, execution_id: int | None
+) -> StageExecution:
+    if (from_stage is None) == (execution_id is None):
+        raise InvalidInput("Name the stage to retry from (from_stage) or one stage execution id.")
+    if execution_id is not None:
+        for row in rows:
+            if row.pk == execution_id:
+                return row
+        raise StageNotFound(f"Stage execution {execution_id} is not part of run {run.pk}.")
+    matching = [row for row in rows if row.stage_name == from_stage]
+    if matching:
+        return matching[-1]
+    ran = ", ".join(dict.fromkeys(row.stage_name for row in rows)) or "none"
+    if from_stage in stage_names(run.graph):
+        raise StageNotFound(
+            f"Stage {from_stage!r} did not run in run {run.pk}; retry from a stage that ran: {ran}."
+        )
+    raise StageNotFound(
+        f"Run {run.pk} has no stage {from_stage!r}. Stages of {run.graph!r}: "
+        f"{', '.join(stage_names(run.graph))}."
+    )
+
+
+def _source_thread(run: PipelineRun, row: StageExecution) -> str:
+    # A reused row's checkpoints live on the thread of the run that really executed it.
+    return row.reused_from.run.thread_id if row.reused_from_id else run.thread_id
+
+
+def plan_retry(
+    *,
+    run: PipelineRun,
+    from_stage: str | None = None,
+    stage_execution_id: int | None = None,
+    state_patch: dict | None = None,
+) -> RetryPlan:
+    """Decide how a retry of `run` from a stage would resume. Writes nothing."""
+    if not run.is_terminal:
+        raise Conflict(
+            f"Run {run.pk} is {run.status}; only a finished run can be retried. "
+            "Wait for it to end or cancel it first."
+        )
+    if run.retry_depth + 1 > settings.GAMED_MAX_RETRY_DEPTH:
+        raise RetryNotAllowed(
+            f"Run {run.pk} is at retry depth {run.retry_depth}; GAMED_MAX_RETRY_DEPTH is "
+            f"{settings.GAMED_MAX_RETRY_DEPTH}. Retry from an earlier run of the chain instead "
+            f"(its root is {run.root_run_id or run.pk})."
+        )
+    try:
+        current = set(stage_names(run.graph))
+    except UnknownGraph:
+        raise RetryNotAllowed(
+            f"Graph {run.graph!r} is no longer registered; run {run.pk} cannot be retried."
+        ) from None
+    rows = list(run.stages.select_related("reused_from__run").order_by("stage_order"))
+    requested = _resolve_stage(run, rows, from_stage, stage_execution_id)
+    index = rows.index(requested)
+    gone = [row.stage_name for row in rows[index:] if row.stage_name not in current]
+    if gone:
+        raise RetryNotAllowed(
+            f"Graph {run.graph!r} changed since run {run.pk}: stage {gone[0]!r} no longer exists, "
+            f"so the run cannot continue from {requested.stage_name!r}. Start a new run instead."
+        )
+    if state_patch is not None and not isinstance(state_patch, dict):
+        raise InvalidInput("state_patch must be a JSON object of state keys to values.")
+    patch = state_patch or {}
+    channels = _state_channels(run.graph)
+    unknown = sorted(set(patch) - set(channels))
+    if unknown:
+        raise InvalidInput(
+            f"state_patch keys are not channels of the {run.graph!r} state: {', '.join(unknown)}. "
+            f"Channels: {', '.join(channels)}."
+        )
+
+    plan = RetryPlan(run=run, requested=requested, resume_mode=ResumeMode.FULL_RERUN)
+    for row in reversed(rows[: index + 1]):
+        if row is rows[0]:
+            if row is requested:
+                plan.notes.append(
+                    f"{row.stage_name} is the first stage: a fresh run from the input."
+                )
+            break
+        thread_id = _source_thread(run, row)
+        source = read_checkpoint(thread_id, row.parent_checkpoint_id)
+        if source is not None:
+            plan.resume_mode = (
+                ResumeMode.CHECKPOINT if row is requested else ResumeMode.EARLIER_CHECKPOINT
+            )
+            plan.target, plan.source, plan.source_thread_id = row, source, thread_id
+            break
+        plan.notes.append(
+            f"The checkpoint before {row.stage_name} (#{row.stage_order}) is missing or "
+            "unreadable (pruned?)."
+        )
+    if plan.resume_mode == ResumeMode.EARLIER_CHECKPOINT:
+        plan.notes.append(f"Resuming from the checkpoint before {plan.target.stage_name} instead.")
+    elif plan.resume_mode == ResumeMode.FULL_RERUN and plan.notes and rows[0] is not requested:
+        plan.notes.append("No earlier checkpoint is readable: a full rerun from the input.")
+
+    plan.state_patch = patch
+    if plan.source is not None:
+        plan.reused = rows[: rows.index(plan.target)]
+        plan.will_run = reachable_stages(run.graph, plan.target.stage_name)
+        plan.input = run.input
+        before = plan.source.checkpoint["channel_values"]
+    else:
+        not_input = sorted(set(patch) - set(_input_fields(run.graph)))
+        if not_input:
+            raise InvalidInput(
+                f"This retry starts from the run's input, so state_patch can only set input "
+                f"fields ({', '.join(_input_fields(run.graph))}); not: {', '.join(not_input)}."
+            )
+        plan.will_run = stage_names(run.graph)
+        plan.input = validate_input(run.graph, {**run.input, **patch}) if patch else run.input
+        before = run.input
+    plan.state_diff = {
+        key: {"before": to_json(before.get(key)), "after": value}
+        for key, value in patch.items()
+        if to_json(before.get(key)) != value
+    }
+    return plan
+
+
+def _active_retry(run: PipelineRun, stage_name: str) -> PipelineRun | None:
+    return (
+        PipelineRun.objects.filter(
+            parent_run=run, retry_from_stage=stage_name, status__in=ACTIVE_RUN_STATUSES
+        )
+        .order_by("created_at")
+        .first()
+    )
+
+
+def _refuse_active(run: PipelineRun, active: PipelineRun) -> Conflict:
+    return Conflict(
+        f"A retry of run {run.pk} from {active.retry_from_stage!r} is already {active.status}: "
+        f"run {active.pk}.",
+        active_run_id=str(active.pk),
+    )
+
+
+def retry_run(
+    *,
+    run: PipelineRun,
+    from_stage: str | None = None,
+    stage_execution_id: int | None = None,
+    state_patch: dict | None = None,
+    requested_by: AbstractBaseUser | None = None,
+    via: Surface = Surface.SYSTEM,
+    reason: str = "",
+) -> PipelineRun:
+    """Create and queue a new run that resumes `run` from a stage. `run` is never changed."""
+    plan = plan_retry(
+        run=run,
+        from_stage=from_stage,
+        stage_execution_id=stage_execution_id,
+        state_patch=state_patch,
+    )
+    if active := _active_retry(run, plan.stage_name):
+        raise _refuse_active(run, active)
+    new_id = uuid.uuid4()
+    if plan.source is not None:
+        # Outside the transaction: on SQLite the checkpointer writes the same file, and must
+        # not wait on a write lock this transaction holds.
+        fork_checkpoint(
+            plan.source, str(new_id), patch=plan.state_patch, rerun_task_id=plan.target.task_id
+        )
+    try:
+        with transaction.atomic():
+            retry = PipelineRun.objects.create(
+                id=new_id,
+                graph=run.graph,
+                input=plan.input,
+                subject=run.subject,
+                parent_run=run,
+                root_run_id=run.root_run_id or run.pk,
+                retry_from_stage=plan.stage_name,
+                retry_depth=plan.depth,
+                resume_mode=plan.resume_mode,
+                resume_note=" ".join(plan.notes),
+                requested_by=requested_by,
+                requested_via=via,
+                reason=reason,
+            )
+            StageExecution.objects.bulk_create(
+                StageExecution(
+                    run=retry,
+                    stage_name=row.stage_name,
+                    stage_order=row.stage_order,
+                    status=StageStatus.REUSED,
+                    task_id=row.task_id,
+                    duration_ms=0,
+                    input_snapshot=row.input_snapshot,
+                    output_snapshot=row.output_snapshot,
+                    checkpoint_id=row.checkpoint_id,
+                    parent_checkpoint_id=row.parent_checkpoint_id,
+                    reused_from_id=row.original_id,
+                )
+                for row in plan.reused
+            )
+            transaction.on_commit(lambda: enqueue_run(retry))
+    except IntegrityError:
+        if plan.source is not None:
+            delete_thread(str(new_id))
+        active = _active_retry(run, plan.stage_name)
+        if active is None:
+            raise
+        raise _refuse_active(run, active) from None
+    return retry
