@@ -1,0 +1,52 @@
+import json
+
+from django import forms
+
+from pipeline.models import StageExecution, StageStatus
+
+
+class RetryForm(forms.Form):
+    """Which stage to retry a run from, why, and what to change in the state first."""
+
+    stage = forms.TypedChoiceField(coerce=int, label="Retry from stage")
+    reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 80}),
+        help_text="Why you are retrying; kept on the new run.",
+    )
+    state_patch = forms.CharField(
+        required=False,
+        label="State patch (JSON)",
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 80, "class": "vLargeTextField"}),
+        help_text='A JSON object of state keys to set before the stage runs, e.g. {"route": "x"}.',
+    )
+
+    def __init__(self, *args, stages: list[StageExecution], preselect: str | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.fields["stage"].choices = [
+            (row.pk, f"#{row.stage_order} {row.stage_name} ({row.status})") for row in stages
+        ]
+        self.fields["stage"].initial = _default_stage(stages, preselect)
+
+    def clean_state_patch(self) -> dict | None:
+        text = self.cleaned_data["state_patch"].strip()
+        if not text:
+            return None
+        try:
+            patch = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise forms.ValidationError(f"The state patch is not valid JSON: {error}.") from None
+        if not isinstance(patch, dict):
+            raise forms.ValidationError(
+                'The state patch must be a JSON object of state keys to values, e.g. {"key": 1}.'
+            )
+        return patch
+
+
+def _default_stage(stages: list[StageExecution], preselect: str | None) -> int | None:
+    """The stage asked for in the URL, else the latest failed one, else the last one."""
+    ids = [row.pk for row in stages]
+    if preselect and preselect.isdigit() and int(preselect) in ids:
+        return int(preselect)
+    failed = [row.pk for row in stages if row.status == StageStatus.FAILED]
+    return (failed or ids or [None])[-1]
