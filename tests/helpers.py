@@ -27,3 +27,33 @@ def assert_stage_checkpoints_match_history(run: PipelineRun) -> None:
         before = history[stage.parent_checkpoint_id]
         assert stage.stage_name in before.next, (stage.stage_name, before.next)
         assert stage.checkpoint_id == child_of[stage.parent_checkpoint_id], stage.stage_name
+
+
+def delete_checkpoint(thread_id: str, checkpoint_id: str) -> int:
+    """Remove one checkpoint row from the checkpointer, as retention or an accident would."""
+    from pipeline.checkpointer import get_checkpointer, is_postgres
+
+    saver = get_checkpointer()
+    sql = "DELETE FROM checkpoints WHERE thread_id = {p} AND checkpoint_id = {p}"
+    if is_postgres():
+        with saver.conn.connection() as conn:
+            return conn.execute(sql.format(p="%s"), (thread_id, checkpoint_id)).rowcount
+    with saver.lock:
+        cursor = saver.conn.execute(sql.format(p="?"), (thread_id, checkpoint_id))
+        saver.conn.commit()
+        return cursor.rowcount
+
+
+def snapshot_of_run(run: PipelineRun) -> list[tuple]:
+    """Everything about a run's stages that a retry must leave untouched."""
+    return list(
+        run.stages.order_by("stage_order").values_list(
+            "stage_name",
+            "stage_order",
+            "status",
+            "checkpoint_id",
+            "parent_checkpoint_id",
+            "output_snapshot",
+            "error_message",
+        )
+    )
