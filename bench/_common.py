@@ -44,6 +44,10 @@ def build_noop20():
     return build_noop(20)
 
 
+def build_sleep10():
+    return build_noop(10, sleep_ms=float(os.environ.get("BENCH_STAGE_MS", "100")))
+
+
 def setup_django(backend: str) -> None:
     """Point Django (and so the checkpointer) at a fresh benchmark database, migrated."""
     if backend == "postgres":
@@ -68,15 +72,16 @@ def setup_django(backend: str) -> None:
     from django.core.management import call_command
 
     settings.GAMED_GRAPHS["bench_noop20"] = "_common:build_noop20"
+    settings.GAMED_GRAPHS["bench_sleep10"] = "_common:build_sleep10"
     call_command("migrate", verbosity=0)
 
 
-def per_backend(script: str, backends: list[str]) -> list[dict]:
+def per_backend(script: str, backends: list[str], *args: str) -> list[dict]:
     """Run `script --backend B --json` in a fresh process per backend; collect the results."""
     results = []
     for backend in backends:
         out = subprocess.run(
-            [sys.executable, script, "--backend", backend, "--json"],
+            [sys.executable, script, "--backend", backend, "--json", *args],
             capture_output=True,
             text=True,
             cwd=ROOT,

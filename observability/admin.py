@@ -10,8 +10,8 @@ from django.utils.html import format_html, format_html_join
 
 from observability.forms import RetryForm
 from pipeline.exceptions import PipelineError, RunNotFound
-from pipeline.models import NodeInvocation, PipelineRun, StageExecution, StageStatus, Surface
-from pipeline.selectors import get_run, runs_with_progress
+from pipeline.models import NodeInvocation, PipelineRun, StageExecution, Surface
+from pipeline.selectors import get_run, latest_failed_stage, runs_with_progress
 from pipeline.services import plan_retry, retry_run
 
 
@@ -91,10 +91,6 @@ def _run_link(run: PipelineRun | None) -> str:
     if run is None:
         return "-"
     return format_html('<a href="{}">{}</a>', run.admin_path, run)
-
-
-def latest_failed_stage(run: PipelineRun) -> StageExecution | None:
-    return run.stages.filter(status=StageStatus.FAILED).order_by("-stage_order").first()
 
 
 @admin.register(PipelineRun)

@@ -40,3 +40,8 @@ def find_run(prefix_or_id: str) -> PipelineRun:
     if not matches:
         raise RunNotFound(f"No run with id {prefix_or_id!r}.")
     raise RunNotFound(f"Run id prefix {prefix_or_id!r} is ambiguous; give more characters.")
+
+
+def latest_failed_stage(run: PipelineRun) -> StageExecution | None:
+    """The stage an operator most likely wants to retry from."""
+    return run.stages.filter(status=StageStatus.FAILED).order_by("-stage_order").first()

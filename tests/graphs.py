@@ -38,3 +38,17 @@ def build_chain() -> StateGraph:
     graph.add_edge(START, "s1")
     graph.add_edge("s5", END)
     return graph
+
+
+class TypedInput(TypedDict):
+    question: str
+    count: int
+
+
+def build_typed() -> StateGraph:
+    """A graph whose input schema is a plain typing.TypedDict."""
+    graph = StateGraph(ChainState, input_schema=TypedInput)
+    graph.add_node("only", _step("only"))
+    graph.add_edge(START, "only")
+    graph.add_edge("only", END)
+    return graph

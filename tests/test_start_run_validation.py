@@ -53,3 +53,12 @@ def test_start_run_command_fails_with_one_line_and_creates_no_run(args, message)
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert not PipelineRun.objects.exists()
+
+
+def test_typeddict_input_schema_is_validated(settings):
+    from pipeline.graphs import validate_input
+
+    settings.GAMED_GRAPHS = {**settings.GAMED_GRAPHS, "typed": "tests.graphs:build_typed"}
+    assert validate_input("typed", {"question": "q", "count": "3"}) == {"question": "q", "count": 3}
+    with pytest.raises(InvalidInput, match="count: Field required"):
+        validate_input("typed", {"question": "q"})

@@ -9,8 +9,9 @@ import os
 from collections.abc import Callable
 from functools import cache
 from importlib import import_module
-from typing import Any
+from typing import Any, get_type_hints, is_typeddict
 
+import typing_extensions
 from django.conf import settings
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -73,6 +74,16 @@ def _format_errors(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+@cache
+def _adapter(schema: type) -> TypeAdapter:
+    if is_typeddict(schema):
+        # pydantic only accepts typing_extensions.TypedDict before Python 3.12; rebuild it.
+        schema = typing_extensions.TypedDict(
+            schema.__name__, get_type_hints(schema, include_extras=True), total=schema.__total__
+        )
+    return TypeAdapter(schema)
+
+
 def validate_input(name: str, data: Any) -> dict:
     """Check `data` against the graph's input schema; return it normalised as JSON."""
     graph = state_graph(name)
@@ -82,7 +93,7 @@ def validate_input(name: str, data: Any) -> dict:
     try:
         if isinstance(schema, type) and issubclass(schema, BaseModel):
             return schema.model_validate(data).model_dump(mode="json")
-        adapter = TypeAdapter(schema)
+        adapter = _adapter(schema)
         return adapter.dump_python(adapter.validate_python(data), mode="json")
     except ValidationError as exc:
         raise InvalidInput(f"Invalid input for {name!r}: {_format_errors(exc)}") from None
