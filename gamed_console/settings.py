@@ -147,7 +147,12 @@ GAMED_RECURSION_LIMIT = env_int("GAMED_RECURSION_LIMIT", 50, minimum=5)
 # How long the stage-row writer lets events gather before a batch (seconds).
 GAMED_STAGE_WRITE_DELAY = env_float("GAMED_STAGE_WRITE_DELAY", 0.02)
 GAMED_HEARTBEAT_SECONDS = env_float("GAMED_HEARTBEAT_SECONDS", 10.0)
-GAMED_LEASE_SECONDS = env_int("GAMED_LEASE_SECONDS", 60, minimum=5)
+GAMED_LEASE_SECONDS = env_int("GAMED_LEASE_SECONDS", 60, minimum=2)
+GAMED_CANCEL_POLL_SECONDS = env_float("GAMED_CANCEL_POLL_SECONDS", 1.0)
+GAMED_AUTO_RESUME = env_bool("GAMED_AUTO_RESUME", True)
+GAMED_MAX_AUTO_RESUMES = env_int("GAMED_MAX_AUTO_RESUMES", 3, minimum=0)
+GAMED_REQUEUE_AFTER_SECONDS = env_int("GAMED_REQUEUE_AFTER_SECONDS", 600, minimum=1)
+GAMED_WORKER_NAME = env_str("GAMED_WORKER_NAME")
 
 # Static, i18n, logging -------------------------------------------------------------------------
 

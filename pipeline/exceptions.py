@@ -34,3 +34,11 @@ class Conflict(PipelineError):
 
 class RetryNotAllowed(Conflict):
     code = "retry_not_allowed"
+
+
+class RunCancelled(Exception):
+    """Raised inside a run (at a stage boundary or a `progress.tick()`) once it was cancelled."""
+
+
+class LeaseLost(Exception):
+    """This worker no longer owns the run (the reaper or another worker took it over)."""

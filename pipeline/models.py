@@ -89,19 +89,31 @@ class PipelineRun(models.Model):
     requested_via = models.CharField(max_length=10, choices=Surface.choices, default=Surface.SYSTEM)
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    queued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a task for the run was last put on the queue."
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The worker holds the run until then; renewed by heartbeats.",
+    )
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(
         default=0, help_text="How many times a worker has claimed this run."
+    )
+    auto_resumes = models.PositiveIntegerField(
+        default=0, help_text="How many times the reaper resumed this run by itself."
     )
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+            models.Index(fields=["status", "lease_expires_at"], name="run_status_lease"),
             models.Index(fields=["graph", "-created_at"], name="run_graph_created"),
         ]
         constraints = [
@@ -156,6 +168,9 @@ class StageExecution(models.Model):
     stage_order = models.PositiveIntegerField()
     status = models.CharField(max_length=20, choices=StageStatus.choices)
     task_id = models.CharField(max_length=64, blank=True, help_text="LangGraph task id.")
+    attempt = models.PositiveSmallIntegerField(
+        default=1, help_text="2 or more: the task ran again after an interruption (resume)."
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -215,3 +230,45 @@ class NodeInvocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stage_name} in {self.run_id}: {self.outcome}"
+
+
+class AuditAction(models.TextChoices):
+    START = "start"
+    RETRY = "retry"
+    CANCEL = "cancel"
+    RESUME = "resume"
+    RERUN = "rerun"
+    REAP = "reap"
+
+
+class AuditRecord(models.Model):
+    """One operator action, from any surface. Written by the service, in its transaction."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    actor_label = models.CharField(
+        max_length=200, blank=True, help_text="Who, when there is no user (e.g. an API key, cron)."
+    )
+    via = models.CharField(max_length=10, choices=Surface.choices)
+    action = models.CharField(max_length=20, choices=AuditAction.choices, db_index=True)
+    run = models.ForeignKey(
+        PipelineRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_records"
+    )
+    result_run = models.ForeignKey(
+        PipelineRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The run this action produced.",
+    )
+    reason = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} via {self.via} at {self.at:%Y-%m-%d %H:%M:%S}"

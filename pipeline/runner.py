@@ -5,19 +5,27 @@ import logging
 import os
 import queue
 import socket
+import sqlite3
 import threading
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import ClassVar
 
+import psycopg
 from django.conf import settings
+from django.db import InterfaceError as DjangoInterfaceError
+from django.db import OperationalError as DjangoOperationalError
 from django.db import connections, transaction
-from django.db.models import F, Max
+from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from psycopg_pool import PoolTimeout
 
 from pipeline import progress
+from pipeline.exceptions import LeaseLost, RunCancelled
 from pipeline.graphs import compiled_graph
 from pipeline.models import PipelineRun, ResumeMode, RunStatus, StageExecution, StageStatus
 from pipeline.snapshots import capped, to_json
@@ -29,7 +37,7 @@ FROM_INPUT = (ResumeMode.FRESH, ResumeMode.FULL_RERUN)
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{settings.GAMED_WORKER_NAME or socket.gethostname()}:{os.getpid()}"
 
 
 def describe_error(exc: BaseException) -> str:
@@ -47,14 +55,33 @@ def run_config(run: PipelineRun) -> dict:
     }
 
 
-class RowWriter:
-    """Writes stage rows from one background thread per process, in order, so that database
-    round trips overlap the graph's own work instead of adding to every stage.
+@dataclass
+class RunControl:
+    """What the supervising thread tells a running run: stop (cancelled) or let go (lost)."""
 
-    Whatever queued up while the previous batch was written goes out as one batch: rows that
-    started and finished meanwhile are inserted complete, in one statement. The thread keeps
-    its own database connection across runs. A failed write (the database went away) is kept
-    for its run and re-raised by the runner at its next event, so it cannot pass unnoticed.
+    run_id: object
+    worker: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+    lost: threading.Event = field(default_factory=threading.Event)
+
+    def check(self) -> None:
+        """Called at stage boundaries and by `progress.tick()` inside long stages."""
+        if self.lost.is_set():
+            raise LeaseLost(f"run {self.run_id} is no longer held by {self.worker}")
+        if self.cancel.is_set():
+            raise RunCancelled(f"run {self.run_id} was cancelled")
+
+
+class RowWriter:
+    """One background thread per process that writes stage rows and supervises runs.
+
+    Stage rows are written in order, in batches, so database round trips overlap the graph's
+    own work instead of adding to every stage: rows that started and finished while the
+    previous batch was written are inserted complete, in one statement. A failed write (the
+    database went away) is kept for its run and re-raised by the runner at its next event.
+
+    The same thread renews the lease of every run this process executes (also while a stage
+    blocks for minutes) and polls for cancellation, so neither costs the stages anything.
     """
 
     _instances: ClassVar[dict[int, "RowWriter"]] = {}
@@ -72,23 +99,61 @@ class RowWriter:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._flush_now = threading.Event()
         self.errors: dict[object, BaseException] = {}
+        self.controls: dict[object, RunControl] = {}
+        self._polled = self._beat = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="gamed-row-writer", daemon=True)
         self._thread.start()
 
+    def watch(self, control: RunControl) -> None:
+        self.controls[control.run_id] = control
+
+    def unwatch(self, run_id) -> None:
+        self.controls.pop(run_id, None)
+
     def _loop(self) -> None:
+        poll = min(settings.GAMED_CANCEL_POLL_SECONDS, settings.GAMED_HEARTBEAT_SECONDS)
         while True:
-            batch = [self._queue.get()]
-            # Let a few events gather: fast stages then cost one INSERT between them.
-            self._flush_now.wait(settings.GAMED_STAGE_WRITE_DELAY)
-            self._flush_now.clear()
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    batch.append(self._queue.get_nowait())
+            try:
+                batch = [self._queue.get(timeout=poll)]
+            except queue.Empty:
+                batch = []
+            if batch:
+                # Let a few events gather: fast stages then cost one INSERT between them.
+                self._flush_now.wait(settings.GAMED_STAGE_WRITE_DELAY)
+                self._flush_now.clear()
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        batch.append(self._queue.get_nowait())
             by_run: dict[object, list] = {}
             for op in batch:
                 by_run.setdefault(op[0], []).append(op)
             for run_id, ops in by_run.items():
                 self._write_run(run_id, ops)
+            self._supervise()
+
+    def _supervise(self) -> None:
+        now = time.monotonic()
+        controls = dict(self.controls)
+        if not controls:
+            return
+        try:
+            if now - self._polled >= settings.GAMED_CANCEL_POLL_SECONDS:
+                self._polled = now
+                rows = PipelineRun.objects.filter(pk__in=controls).values_list(
+                    "pk", "status", "worker", "cancel_requested"
+                )
+                for pk, status, worker, cancel_requested in rows:
+                    control = controls[pk]
+                    if status != RunStatus.RUNNING or worker != control.worker:
+                        control.lost.set()
+                    elif cancel_requested:
+                        control.cancel.set()
+            if now - self._beat >= settings.GAMED_HEARTBEAT_SECONDS:
+                self._beat = now
+                renew_leases(list(controls), worker_id())
+        except Exception:
+            logger.warning("could not renew leases or poll for cancellation", exc_info=True)
+            connections["default"].close()
 
     def _write_run(self, run_id, ops: list[tuple]) -> None:
         if run_id is None:  # close_connection()
@@ -129,7 +194,7 @@ class RowWriter:
             for order, fields in changed.items():
                 StageExecution.objects.filter(run_id=run_id, stage_order=order).update(**fields)
             if heartbeat:
-                PipelineRun.objects.filter(pk=run_id).update(heartbeat_at=timezone.now())
+                renew_leases([run_id], worker_id())
 
     def put(self, run_id, kind: str, order: int = 0, fields: dict | None = None) -> None:
         self.raise_error(run_id)
@@ -174,8 +239,8 @@ class StageRecorder:
     running: dict[str, tuple[int, float]] = field(default_factory=dict)
     values: dict = field(default_factory=dict)
     current_checkpoint: str = ""
+    earlier_attempts: dict[str, int] = field(default_factory=dict)
     awaiting_checkpoint: list[tuple[int, dict]] = field(default_factory=list)
-    last_heartbeat: float = field(default_factory=time.monotonic)
 
     def __post_init__(self):
         self.writer = RowWriter.for_process()
@@ -200,6 +265,7 @@ class StageRecorder:
             stage_name=data["name"],
             status=StageStatus.RUNNING,
             task_id=data["id"],
+            attempt=self.earlier_attempts.get(data["id"], 0) + 1,
             started_at=timezone.now(),
             parent_checkpoint_id=self.started_from.pop(data["id"], self.current_checkpoint),
             input_snapshot=capped(data.get("input")),
@@ -234,14 +300,14 @@ class StageRecorder:
             self._update(order, checkpoint_id=checkpoint_id, **fields)
         self.awaiting_checkpoint.clear()
 
-    def close(self, status: str | None = None, message: str = "", tb: str = "") -> None:
+    def close(self, status: str = StageStatus.INTERRUPTED, message: str = "", tb: str = "") -> None:
         """Write everything still queued; stages still running end with the run's reason."""
         self.flush()
         now = timezone.now()
         for order, started in self.running.values():
             self._update(
                 order,
-                status=status or StageStatus.INTERRUPTED,
+                status=status,
                 finished_at=now,
                 duration_ms=int((time.monotonic() - started) * 1000),
                 error_message=message,
@@ -250,21 +316,35 @@ class StageRecorder:
         self.running.clear()
         self.writer.flush(self.run.pk)
 
-    def heartbeat(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self.last_heartbeat >= settings.GAMED_HEARTBEAT_SECONDS:
-            self.writer.put(self.run.pk, "heartbeat")
-            self.last_heartbeat = now
+    def heartbeat(self) -> None:
+        """Renew the lease at a stage boundary (written with the stage's row)."""
+        self.writer.put(self.run.pk, "heartbeat")
+
+
+def renew_leases(run_ids: list, worker: str) -> int:
+    now = timezone.now()
+    return PipelineRun.objects.filter(
+        pk__in=run_ids, status=RunStatus.RUNNING, worker=worker
+    ).update(
+        heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.GAMED_LEASE_SECONDS)
+    )
 
 
 def claim(run_id: str, worker: str) -> bool:
-    # Claim the run; another worker may have been handed the same task.
+    # Claim the run; another worker may have been handed the same task. Only a pending run, or
+    # an interrupted one (resume), can be claimed, and never one that was cancelled.
     now = timezone.now()
-    claimed = PipelineRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
+    claimed = PipelineRun.objects.filter(
+        pk=run_id,
+        status__in=[RunStatus.PENDING, RunStatus.INTERRUPTED],
+        cancel_requested=False,
+    ).update(
         status=RunStatus.RUNNING,
         worker=worker,
         heartbeat_at=now,
+        lease_expires_at=now + timedelta(seconds=settings.GAMED_LEASE_SECONDS),
         started_at=Coalesce(F("started_at"), now),
+        finished_at=None,
         attempts=F("attempts") + 1,
     )
     return claimed == 1
@@ -285,15 +365,19 @@ def execute_run(run_id: str) -> str:
     # with none starts from the run's input. A run's first claim knows without asking.
     first_claim = run.attempts == 1 and run.resume_mode in FROM_INPUT
     latest = None if first_claim else graph.checkpointer.get_tuple(config)
-    fresh = latest is None
-    last_order = None if first_claim else run.stages.aggregate(last=Max("stage_order"))["last"]
-    recorder = StageRecorder(run=run, next_order=(last_order or 0) + 1)
+    recorder = StageRecorder(run=run, next_order=1)
+    if not first_claim:
+        rows = list(run.stages.values_list("stage_order", "task_id"))
+        recorder.next_order = max((order for order, _ in rows), default=0) + 1
+        recorder.earlier_attempts = Counter(task_id for _, task_id in rows if task_id)
     if latest is not None:
         recorder.current_checkpoint = latest.config["configurable"]["checkpoint_id"]
-    token = progress.install(recorder.heartbeat)
+    control = RunControl(run.pk, worker)
+    recorder.writer.watch(control)
+    token = progress.install(control.check)
     try:
         for event in graph.stream(
-            run.input if fresh else None,
+            run.input if latest is None else None,
             config,
             stream_mode=["checkpoints", "tasks"],
             version="v2",
@@ -305,39 +389,78 @@ def execute_run(run_id: str) -> str:
             data = event["data"]
             if event["type"] == "checkpoints":
                 recorder.on_checkpoint(data)
+                if data["next"]:
+                    # A stage boundary: the checkpoint is saved, the next stage not started.
+                    control.check()
             elif "result" in data or "error" in data:
                 recorder.on_task_result(data)
             else:
                 recorder.on_task_start(data)
         recorder.close()
         output = to_json(recorder.values)
+    except RunCancelled:
+        _close_quietly(recorder, StageStatus.CANCELLED, "Cancelled by an operator.")
+        _finish(run, worker, RunStatus.CANCELLED, error_message="Cancelled by an operator.")
+        return RunStatus.CANCELLED
+    except LeaseLost:
+        # The reaper or another worker owns the run now; record what finished, touch nothing.
+        _close_quietly(recorder)
+        logger.warning("run %s: lease lost by %s, stopped", run_id, worker)
+        return "lease lost"
     except Exception as exc:
         message = describe_error(exc)
         tb = traceback.format_exc()
-        _close_quietly(recorder, StageStatus.FAILED, message, tb)
-        _finish(run, RunStatus.FAILED, error_message=message, error_traceback=tb)
-        logger.warning("run %s failed: %s", run_id, message)
-        return RunStatus.FAILED
+        # A database or checkpointer outage is not the pipeline's fault: resumable.
+        status = RunStatus.INTERRUPTED if is_outage(exc) else RunStatus.FAILED
+        stage_status = StageStatus.INTERRUPTED if is_outage(exc) else StageStatus.FAILED
+        _close_quietly(recorder, stage_status, message, tb)
+        _finish(run, worker, status, error_message=message, error_traceback=tb)
+        logger.warning("run %s %s: %s", run_id, status, message)
+        return status
     except BaseException as exc:
         # The worker is being torn down (timeout, shutdown): never leave the run `running`.
         message = f"worker stopped: {describe_error(exc)}"
         _close_quietly(recorder, StageStatus.INTERRUPTED, message)
-        _finish(run, RunStatus.INTERRUPTED, error_message=message)
+        _finish(run, worker, RunStatus.INTERRUPTED, error_message=message)
         raise
     finally:
         progress.uninstall(token)
-    _finish(run, RunStatus.SUCCEEDED, output=output)
+        recorder.writer.unwatch(run.pk)
+    _finish(run, worker, RunStatus.SUCCEEDED, output=output)
     return RunStatus.SUCCEEDED
 
 
-def _close_quietly(recorder: StageRecorder, status: str, message: str, tb: str = "") -> None:
+OUTAGE_ERRORS = (
+    DjangoOperationalError,
+    DjangoInterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    PoolTimeout,
+    sqlite3.OperationalError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    return isinstance(exc, OUTAGE_ERRORS)
+
+
+def _close_quietly(recorder: StageRecorder, *args) -> None:
     try:
-        recorder.close(status, message, tb)
+        recorder.close(*args)
     except Exception:
         logger.exception("run %s: could not record its last stages", recorder.run.pk)
 
 
-def _finish(run: PipelineRun, status: str, **fields) -> None:
-    PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-        status=status, finished_at=timezone.now(), heartbeat_at=timezone.now(), **fields
-    )
+def _finish(run: PipelineRun, worker: str, status: str, **fields) -> None:
+    try:
+        PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, worker=worker).update(
+            status=status,
+            finished_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+            lease_expires_at=None,
+            **fields,
+        )
+    except (DjangoOperationalError, DjangoInterfaceError):
+        # The database is gone; the lease expires and the reaper interrupts the run for resume.
+        logger.exception("run %s: could not record its end (%s)", run.pk, status)
+        connections["default"].close()

@@ -1,11 +1,16 @@
 """Every write to runs goes through here; admin, API and commands call these functions."""
 
+import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 from django_q.tasks import async_task
 from langgraph.checkpoint.base import CheckpointTuple
 
@@ -20,16 +25,22 @@ from pipeline.forking import delete_thread, fork_checkpoint, reachable_stages, r
 from pipeline.graphs import stage_names, state_graph, subject_of, validate_input
 from pipeline.models import (
     ACTIVE_RUN_STATUSES,
+    AuditAction,
+    AuditRecord,
     PipelineRun,
     ResumeMode,
+    RunStatus,
     StageExecution,
     StageStatus,
     Surface,
 )
 from pipeline.snapshots import to_json
 
+logger = logging.getLogger(__name__)
+
 
 def enqueue_run(run: PipelineRun) -> None:
+    PipelineRun.objects.filter(pk=run.pk).update(queued_at=timezone.now())
     async_task(
         "pipeline.tasks.execute_run",
         str(run.pk),
@@ -45,6 +56,7 @@ def start_run(
     requested_by: AbstractBaseUser | None = None,
     via: Surface = Surface.SYSTEM,
     reason: str = "",
+    actor_label: str = "",
 ) -> PipelineRun:
     """Validate `input` against the graph's schema, record a pending run, queue it."""
     data = validate_input(graph, input)
@@ -57,8 +69,44 @@ def start_run(
             requested_via=via,
             reason=reason,
         )
+        audit(
+            AuditAction.START,
+            run=run,
+            result_run=run,
+            actor=requested_by,
+            via=via,
+            reason=reason,
+            actor_label=actor_label,
+            graph=graph,
+        )
         transaction.on_commit(lambda: enqueue_run(run))
     return run
+
+
+def audit(
+    action: AuditAction,
+    *,
+    via: Surface,
+    actor: AbstractBaseUser | None = None,
+    actor_label: str = "",
+    run: PipelineRun | None = None,
+    result_run: PipelineRun | None = None,
+    reason: str = "",
+    **details,
+) -> AuditRecord:
+    """Record an operator action; called inside the action's own transaction."""
+    if actor is not None and not actor.is_authenticated:
+        actor = None
+    return AuditRecord.objects.create(
+        action=action,
+        via=via,
+        actor=actor,
+        actor_label=actor_label or (actor.get_username() if actor else ""),
+        run=run,
+        result_run=result_run,
+        reason=reason,
+        details=to_json(details),
+    )
 
 
 @dataclass
@@ -80,7 +128,9 @@ class RetryPlan:
 
     @property
     def stage_name(self) -> str:
-        return self.requested.stage_name if self.requested else ""
+        if self.requested:
+            return self.requested.stage_name
+        return self.will_run[0] if self.will_run else ""
 
     @property
     def checkpoint_id(self) -> str:
@@ -148,14 +198,7 @@ def _source_thread(run: PipelineRun, row: StageExecution) -> str:
     return row.reused_from.run.thread_id if row.reused_from_id else run.thread_id
 
 
-def plan_retry(
-    *,
-    run: PipelineRun,
-    from_stage: str | None = None,
-    stage_execution_id: int | None = None,
-    state_patch: dict | None = None,
-) -> RetryPlan:
-    """Decide how a retry of `run` from a stage would resume. Writes nothing."""
+def _check_retryable(run: PipelineRun) -> None:
     if not run.is_terminal:
         raise Conflict(
             f"Run {run.pk} is {run.status}; only a finished run can be retried. "
@@ -167,6 +210,17 @@ def plan_retry(
             f"{settings.GAMED_MAX_RETRY_DEPTH}. Retry from an earlier run of the chain instead "
             f"(its root is {run.root_run_id or run.pk})."
         )
+
+
+def plan_retry(
+    *,
+    run: PipelineRun,
+    from_stage: str | None = None,
+    stage_execution_id: int | None = None,
+    state_patch: dict | None = None,
+) -> RetryPlan:
+    """Decide how a retry of `run` from a stage would resume. Writes nothing."""
+    _check_retryable(run)
     try:
         current = set(stage_names(run.graph))
     except UnknownGraph:
@@ -269,6 +323,7 @@ def retry_run(
     requested_by: AbstractBaseUser | None = None,
     via: Surface = Surface.SYSTEM,
     reason: str = "",
+    actor_label: str = "",
 ) -> PipelineRun:
     """Create and queue a new run that resumes `run` from a stage. `run` is never changed."""
     plan = plan_retry(
@@ -277,6 +332,26 @@ def retry_run(
         stage_execution_id=stage_execution_id,
         state_patch=state_patch,
     )
+    return _create_child(
+        plan,
+        AuditAction.RETRY,
+        requested_by=requested_by,
+        via=via,
+        reason=reason,
+        actor_label=actor_label,
+    )
+
+
+def _create_child(
+    plan: RetryPlan,
+    action: AuditAction,
+    *,
+    requested_by: AbstractBaseUser | None,
+    via: Surface,
+    reason: str,
+    actor_label: str,
+) -> PipelineRun:
+    run = plan.run
     if active := _active_retry(run, plan.stage_name):
         raise _refuse_active(run, active)
     new_id = uuid.uuid4()
@@ -319,6 +394,16 @@ def retry_run(
                 )
                 for row in plan.reused
             )
+            audit(
+                AuditAction.RETRY,
+                run=run,
+                result_run=retry,
+                actor=requested_by,
+                via=via,
+                reason=reason,
+                actor_label=actor_label,
+                **plan.to_dict(),
+            )
             transaction.on_commit(lambda: enqueue_run(retry))
     except IntegrityError:
         if plan.source is not None:
@@ -328,3 +413,183 @@ def retry_run(
             raise
         raise _refuse_active(run, active) from None
     return retry
+
+
+def rerun_run(
+    *,
+    run: PipelineRun,
+    requested_by: AbstractBaseUser | None = None,
+    via: Surface = Surface.SYSTEM,
+    reason: str = "",
+    actor_label: str = "",
+) -> PipelineRun:
+    """A new run of the same graph from the original input, recorded in the run's lineage."""
+    _check_retryable(run)
+    try:
+        stages = stage_names(run.graph)
+    except UnknownGraph:
+        raise RetryNotAllowed(f"Graph {run.graph!r} is no longer registered.") from None
+    plan = RetryPlan(
+        run=run,
+        requested=None,
+        resume_mode=ResumeMode.FULL_RERUN,
+        will_run=stages,
+        input=validate_input(run.graph, run.input),
+        notes=["Rerun from scratch: a fresh run from the original input."],
+    )
+    return _create_child(
+        plan,
+        AuditAction.RERUN,
+        requested_by=requested_by,
+        via=via,
+        reason=reason,
+        actor_label=actor_label,
+    )
+
+
+def cancel_run(
+    *,
+    run: PipelineRun,
+    requested_by: AbstractBaseUser | None = None,
+    via: Surface = Surface.SYSTEM,
+    reason: str = "",
+    actor_label: str = "",
+) -> PipelineRun:
+    """A pending or interrupted run never (re)starts; a running one stops at its next stage
+    boundary (or when a long stage calls `progress.tick()`) and ends `cancelled`."""
+    now = timezone.now()
+    with transaction.atomic():
+        runs = PipelineRun.objects.filter(pk=run.pk)
+        stopped = runs.filter(status__in=[RunStatus.PENDING, RunStatus.INTERRUPTED]).update(
+            status=RunStatus.CANCELLED,
+            cancel_requested=True,
+            finished_at=now,
+            error_message=f"Cancelled{f': {reason}' if reason else ''}.",
+        )
+        flagged = stopped or runs.filter(status=RunStatus.RUNNING).update(cancel_requested=True)
+        run.refresh_from_db()
+        if not flagged:
+            raise Conflict(
+                f"Run {run.pk} is {run.status}; only a pending, running or interrupted run can "
+                "be cancelled."
+            )
+        audit(
+            AuditAction.CANCEL,
+            run=run,
+            actor=requested_by,
+            via=via,
+            reason=reason,
+            actor_label=actor_label,
+            was=("running" if not stopped else "not running"),
+        )
+    return run
+
+
+def resume_run(
+    *,
+    run: PipelineRun,
+    requested_by: AbstractBaseUser | None = None,
+    via: Surface = Surface.SYSTEM,
+    reason: str = "",
+    actor_label: str = "",
+) -> PipelineRun:
+    """Continue an interrupted or cancelled run on its own thread from its latest checkpoint:
+    completed stages (parallel siblings included) never run again; the stage that was cut
+    short runs again as a new attempt."""
+    with transaction.atomic():
+        queued = PipelineRun.objects.filter(
+            pk=run.pk, status__in=[RunStatus.INTERRUPTED, RunStatus.CANCELLED]
+        ).update(
+            status=RunStatus.PENDING,
+            cancel_requested=False,
+            finished_at=None,
+            error_message="",
+            error_traceback="",
+        )
+        run.refresh_from_db()
+        if not queued:
+            raise Conflict(
+                f"Run {run.pk} is {run.status}; only an interrupted or cancelled run can be "
+                "resumed. Retry a failed run from its failed stage instead."
+            )
+        audit(
+            AuditAction.RESUME,
+            run=run,
+            result_run=run,
+            actor=requested_by,
+            via=via,
+            reason=reason,
+            actor_label=actor_label,
+        )
+        transaction.on_commit(lambda: enqueue_run(run))
+    return run
+
+
+def reap_runs(*, run_id=None, auto_resume: bool | None = None) -> list[PipelineRun]:
+    """Mark runs whose worker stopped renewing its lease `interrupted` (their running stage
+    too), then queue interrupted runs to resume while under GAMED_MAX_AUTO_RESUMES.
+
+    Called by a django-q2 schedule every minute, by `manage.py reap_runs`, and by a
+    redelivered task before it claims its run. Returns the runs it interrupted or resumed.
+    """
+    now = timezone.now()
+    auto_resume = settings.GAMED_AUTO_RESUME if auto_resume is None else auto_resume
+    runs = PipelineRun.objects.all() if run_id is None else PipelineRun.objects.filter(pk=run_id)
+    touched = []
+    for stale in runs.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now):
+        message = (
+            f"Worker {stale.worker or '?'} stopped renewing its lease "
+            f"(expired {stale.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC)."
+        )
+        with transaction.atomic():
+            # Conditional on the lease we saw: a heartbeat that renewed it meanwhile wins.
+            reaped = PipelineRun.objects.filter(
+                pk=stale.pk, status=RunStatus.RUNNING, lease_expires_at=stale.lease_expires_at
+            ).update(status=RunStatus.INTERRUPTED, finished_at=now, error_message=message)
+            if not reaped:
+                continue
+            stale.stages.filter(status=StageStatus.RUNNING).update(
+                status=StageStatus.INTERRUPTED, finished_at=now, error_message=message
+            )
+            audit(
+                AuditAction.REAP,
+                run=stale,
+                via=Surface.SYSTEM,
+                actor_label="reaper",
+                reason=message,
+            )
+        touched.append(stale)
+    # A task can be lost with its worker (the Redis broker is at-most-once, the ORM broker
+    # redelivers only after Q_CLUSTER["retry"]): queue pending runs again. A duplicate task is
+    # harmless, the claim lets one through.
+    requeue_before = now - timedelta(seconds=settings.GAMED_REQUEUE_AFTER_SECONDS)
+    for waiting in runs.filter(
+        status=RunStatus.PENDING, cancel_requested=False, queued_at__lt=requeue_before
+    ):
+        logger.warning("run %s waited since %s: queued again", waiting.pk, waiting.queued_at)
+        enqueue_run(waiting)
+    if auto_resume:
+        resumable = runs.filter(
+            status=RunStatus.INTERRUPTED, auto_resumes__lt=settings.GAMED_MAX_AUTO_RESUMES
+        )
+        for run in resumable:
+            with transaction.atomic():
+                queued = PipelineRun.objects.filter(
+                    pk=run.pk, status=RunStatus.INTERRUPTED, auto_resumes=run.auto_resumes
+                ).update(
+                    status=RunStatus.PENDING, auto_resumes=F("auto_resumes") + 1, finished_at=None
+                )
+                if not queued:
+                    continue
+                audit(
+                    AuditAction.RESUME,
+                    run=run,
+                    result_run=run,
+                    via=Surface.SYSTEM,
+                    actor_label="reaper",
+                    reason="automatic resume after interruption",
+                )
+                transaction.on_commit(partial(enqueue_run, run))
+            if run not in touched:
+                touched.append(run)
+    return touched

@@ -1,7 +1,14 @@
 """django-q2 entry points. A task receives a run id, never an object."""
 
-from pipeline import runner
+from pipeline import runner, services
 
 
 def execute_run(run_id: str) -> str:
+    # A redelivered task may find its run held by a worker that died: take it over (resume).
+    services.reap_runs(run_id=run_id, auto_resume=False)
     return runner.execute_run(run_id)
+
+
+def reap_runs() -> str:
+    touched = services.reap_runs()
+    return f"{len(touched)} run(s) interrupted or resumed"

@@ -1,5 +1,6 @@
 """Terminal output shared by the management commands."""
 
+import getpass
 import time
 from datetime import timedelta
 
@@ -88,3 +89,11 @@ def watch_run(
         out.write(f"  error: {run.error_message}")
     out.write(f"  see {run.admin_url}")
     return run
+
+
+def cli_actor() -> str:
+    """Who ran a command, for the audit log (the OS user; commands have no Django user)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pipeline import services
 from pipeline.exceptions import PipelineError
-from pipeline.management.output import watch_run
+from pipeline.management.output import cli_actor, watch_run
 from pipeline.models import RunStatus, Surface
 from pipeline.selectors import find_run
 
@@ -45,7 +45,13 @@ class Command(BaseCommand):
             if options["dry_run"]:
                 self._print_plan(services.plan_retry(run=run, **target))
                 return
-            retry = services.retry_run(run=run, via=Surface.CLI, reason=options["reason"], **target)
+            retry = services.retry_run(
+                run=run,
+                via=Surface.CLI,
+                reason=options["reason"],
+                actor_label=cli_actor(),
+                **target,
+            )
         except PipelineError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(

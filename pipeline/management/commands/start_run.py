@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pipeline import services
 from pipeline.exceptions import PipelineError
-from pipeline.management.output import watch_run
+from pipeline.management.output import cli_actor, watch_run
 from pipeline.models import RunStatus, Surface
 
 
@@ -27,7 +27,11 @@ class Command(BaseCommand):
         data = self._read_input(options)
         try:
             run = services.start_run(
-                graph=options["graph"], input=data, via=Surface.CLI, reason=options["reason"]
+                graph=options["graph"],
+                input=data,
+                via=Surface.CLI,
+                reason=options["reason"],
+                actor_label=cli_actor(),
             )
         except PipelineError as exc:
             raise CommandError(exc.message) from None

@@ -1,0 +1,23 @@
+from django.core.management.base import BaseCommand
+
+from pipeline import services
+
+
+class Command(BaseCommand):
+    help = (
+        "Mark runs whose worker stopped renewing its lease as interrupted, and queue interrupted "
+        "runs to resume (GAMED_AUTO_RESUME, up to GAMED_MAX_AUTO_RESUMES times per run). The "
+        "same job runs every minute from the queue's scheduler."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--no-resume", action="store_true", help="only mark stale runs interrupted"
+        )
+
+    def handle(self, *args, **options):
+        touched = services.reap_runs(auto_resume=False if options["no_resume"] else None)
+        for run in touched:
+            run.refresh_from_db()
+            self.stdout.write(f"{run.pk}  {run.status}  {run.error_message}")
+        self.stdout.write(f"{len(touched)} run(s) interrupted or queued to resume.")
