@@ -289,7 +289,7 @@ class StageRecorder:
             return
         self._update(
             order,
-            status=StageStatus.FAILED,
+            status=stage_status_for(error),
             error_message=describe_error(error),
             error_traceback="".join(traceback.format_exception(error)),
             **fields,
@@ -412,8 +412,7 @@ def execute_run(run_id: str) -> str:
         tb = traceback.format_exc()
         # A database or checkpointer outage is not the pipeline's fault: resumable.
         status = RunStatus.INTERRUPTED if is_outage(exc) else RunStatus.FAILED
-        stage_status = StageStatus.INTERRUPTED if is_outage(exc) else StageStatus.FAILED
-        _close_quietly(recorder, stage_status, message, tb)
+        _close_quietly(recorder, stage_status_for(exc), message, tb)
         _finish(run, worker, status, error_message=message, error_traceback=tb)
         logger.warning("run %s %s: %s", run_id, status, message)
         return status
@@ -442,6 +441,14 @@ OUTAGE_ERRORS = (
 
 def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, OUTAGE_ERRORS)
+
+
+def stage_status_for(exc: BaseException) -> str:
+    if isinstance(exc, RunCancelled):
+        return StageStatus.CANCELLED
+    if isinstance(exc, LeaseLost) or is_outage(exc):
+        return StageStatus.INTERRUPTED
+    return StageStatus.FAILED
 
 
 def _close_quietly(recorder: StageRecorder, *args) -> None:

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -16,8 +17,16 @@ from pipeline.runner import RowWriter
 from tests import services
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_GRAPHS = '{"test_chain": "tests.graphs:build_chain"}'
-settings.GAMED_GRAPHS = {**settings.GAMED_GRAPHS, "test_chain": "tests.graphs:build_chain"}
+EXTRA_GRAPHS = {"test_chain": "tests.graphs:build_chain", "fanout": "tests.graphs:build_fanout"}
+TEST_GRAPHS = json.dumps(EXTRA_GRAPHS)
+settings.GAMED_GRAPHS = {**settings.GAMED_GRAPHS, **EXTRA_GRAPHS}
+# Workers started by tests renew leases and notice cancellation quickly, and die fast.
+DURABLE = {
+    "GAMED_LEASE_SECONDS": "3",
+    "GAMED_HEARTBEAT_SECONDS": "0.5",
+    "GAMED_CANCEL_POLL_SECONDS": "0.2",
+    "GAMED_REQUEUE_AFTER_SECONDS": "2",
+}
 
 
 def database_url() -> str:
@@ -80,7 +89,7 @@ class Workers:
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=ROOT,
-            env=child_env(GAMED_WORKERS="2", GAMED_QUEUE_POLL="0.05", **env),
+            env=child_env(**{"GAMED_WORKERS": "2", "GAMED_QUEUE_POLL": "0.05", **DURABLE, **env}),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

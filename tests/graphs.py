@@ -52,3 +52,22 @@ def build_typed() -> StateGraph:
     graph.add_edge(START, "only")
     graph.add_edge("only", END)
     return graph
+
+
+class FanState(TypedDict, total=False):
+    question: str
+    faults: dict[str, str]
+    visited: Annotated[list, _append]
+
+
+def build_fanout() -> StateGraph:
+    """split -> (left, right in parallel) -> join."""
+    graph = StateGraph(FanState, input_schema=ChainInput)
+    for name in ("split", "left", "right", "join"):
+        graph.add_node(name, _step(name))
+    graph.add_edge(START, "split")
+    graph.add_edge("split", "left")
+    graph.add_edge("split", "right")
+    graph.add_edge(["left", "right"], "join")
+    graph.add_edge("join", END)
+    return graph
