@@ -395,7 +395,7 @@ def _create_child(
                 for row in plan.reused
             )
             audit(
-                AuditAction.RETRY,
+                action,
                 run=run,
                 result_run=retry,
                 actor=requested_by,
