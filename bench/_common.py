@@ -44,6 +44,10 @@ def build_noop20():
     return build_noop(20)
 
 
+def build_noop10():
+    return build_noop(10)
+
+
 def build_sleep10():
     return build_noop(10, sleep_ms=float(os.environ.get("BENCH_STAGE_MS", "100")))
 
@@ -73,6 +77,7 @@ def setup_django(backend: str) -> None:
 
     settings.GAMED_GRAPHS["bench_noop20"] = "_common:build_noop20"
     settings.GAMED_GRAPHS["bench_sleep10"] = "_common:build_sleep10"
+    settings.GAMED_GRAPHS["bench_noop10"] = "_common:build_noop10"
     call_command("migrate", verbosity=0)
 
 

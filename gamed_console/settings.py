@@ -77,7 +77,9 @@ DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'gamed.sqlite3'
 
 
 def _database(url: str) -> dict:
-    config = dj_database_url.parse(url, conn_max_age=env_int("GAMED_CONN_MAX_AGE", 0))
+    # Workers are long-lived: reconnecting for every task costs more than the task's queries.
+    config = dj_database_url.parse(url, conn_max_age=env_int("GAMED_CONN_MAX_AGE", 60))
+    config["CONN_HEALTH_CHECKS"] = True
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # The web server, the workers and the checkpointer share one file: WAL lets readers
         # proceed beside a writer, IMMEDIATE makes writers queue on the busy timeout instead of
@@ -88,9 +90,7 @@ def _database(url: str) -> dict:
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
         config["TEST"] = {"NAME": str(VAR_DIR / f"test-{Path(config['NAME']).stem}.sqlite3")}
-    elif config["ENGINE"] == "django.db.backends.postgresql":
-        config["CONN_HEALTH_CHECKS"] = True
-    else:
+    elif config["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured("DATABASE_URL must be a sqlite:// or postgres:// URL")
     return config
 
@@ -119,7 +119,9 @@ Q_CLUSTER = {
     "max_attempts": 3,
     "ack_failures": True,
     "catch_up": False,
-    "save_limit": 1000,
+    # Runs are recorded in PipelineRun; keeping every successful task too would cost a write
+    # (and a prune) per run. Failed tasks are always kept.
+    "save_limit": env_int("GAMED_QUEUE_SAVE_LIMIT", -1),
     "label": "Task queue",
     "poll": env_float("GAMED_QUEUE_POLL", 0.2),
 }

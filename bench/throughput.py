@@ -1,0 +1,167 @@
+"""Runs per second through real qcluster workers, and queue pick-up latency, on Postgres.
+
+For 1 and 2 worker processes, with the ORM broker and with the Redis broker, N runs of a
+10-stage no-op graph are queued at once and timed until the last one ends; raw LangGraph
+runs the same graph with the same saver in the same number of processes for reference.
+Pick-up latency (queued -> first stage started) is measured with idle workers, one run at a
+time. Targets: console throughput >= 0.7x raw; Redis pick-up p50 under 50 ms.
+
+    python bench/throughput.py [--runs 60]
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+from _common import POSTGRES_URL, ROOT, setup_django
+
+GRAPHS = json.dumps({"bench_noop10": "bench._common:build_noop10"})
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def _raw_worker(count: int) -> float:
+    """Runs `count` raw invocations after a warm-up; returns the seconds they took."""
+    from _common import build_noop
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import ConnectionPool
+
+    url = POSTGRES_URL.replace("postgres://", "postgresql://")
+    kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+    with ConnectionPool(url, kwargs=kwargs, min_size=1, max_size=2) as pool:
+        graph = build_noop(10).compile(checkpointer=PostgresSaver(pool))
+        for i in range(count + 4):
+            if i == 4:
+                started = time.perf_counter()
+            graph.invoke({"n": 0}, {"configurable": {"thread_id": str(uuid.uuid4())}})
+        return time.perf_counter() - started
+
+
+def raw_throughput(processes: int, runs: int) -> float:
+    per = runs // processes
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        elapsed = pool.map(_raw_worker, [per] * processes)
+    return per * processes / max(elapsed)
+
+
+def console(broker: str, workers: int, runs: int) -> dict:
+    """Runs in a child process whose environment picks the broker (django-q2 reads it once)."""
+    from django.db import close_old_connections
+
+    from pipeline.models import PipelineRun, StageExecution
+    from pipeline.services import start_run
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": POSTGRES_URL,
+        "GAMED_WORKERS": str(workers),
+        "GAMED_EXTRA_GRAPHS": GRAPHS,
+        "GAMED_CLUSTER_NAME": os.environ["GAMED_CLUSTER_NAME"],
+        "GAMED_QUEUE_POLL": "0.2",
+    }
+    cluster = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+
+        def wait(ids, timeout=300):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                close_old_connections()
+                if PipelineRun.objects.filter(pk__in=ids, status="succeeded").count() == len(ids):
+                    return
+                time.sleep(0.02)
+            raise RuntimeError("runs did not finish")
+
+        wait([start_run(graph="bench_noop10", input={"n": 0}).pk for _ in range(4)])  # warm-up
+        pickups = []
+        for _ in range(20):
+            run = start_run(graph="bench_noop10", input={"n": 0})
+            wait([run.pk])
+            run.refresh_from_db()
+            first = StageExecution.objects.filter(run=run).order_by("stage_order").first()
+            pickups.append((first.started_at - run.queued_at).total_seconds())
+        started = time.perf_counter()
+        ids = [start_run(graph="bench_noop10", input={"n": 0}).pk for _ in range(runs)]
+        wait(ids)
+        rate = runs / (time.perf_counter() - started)
+    finally:
+        os.killpg(cluster.pid, signal.SIGKILL)
+        cluster.wait()
+    pickups.sort()
+    return {
+        "broker": broker,
+        "workers": workers,
+        "runs_per_s": round(rate, 2),
+        "pickup_p50_ms": round(statistics.median(pickups) * 1000, 1),
+        "pickup_p95_ms": round(pickups[int(len(pickups) * 0.95) - 1] * 1000, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--broker", choices=["orm", "redis"])
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.broker:
+        os.environ["GAMED_CLUSTER_NAME"] = f"bench-{uuid.uuid4().hex[:8]}"
+        if args.broker == "redis":
+            os.environ["REDIS_URL"] = REDIS_URL
+        setup_django("postgres")
+        result = console(args.broker, args.workers, args.runs)
+        result["raw_runs_per_s"] = round(raw_throughput(args.workers, args.runs), 2)
+        result["ratio"] = round(result["runs_per_s"] / result["raw_runs_per_s"], 2)
+        print(json.dumps(result))
+        return
+    rows = []
+    for broker in ("orm", "redis"):
+        for workers in (1, 2):
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--broker",
+                    broker,
+                    "--workers",
+                    str(workers),
+                    "--runs",
+                    str(args.runs),
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
+            if out.returncode != 0:
+                print(f"{broker}/{workers}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+                sys.exit(1)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"throughput: 10-stage no-op graph, {args.runs} runs, Postgres")
+    print(
+        f"{'broker':<7}{'workers':>8}{'raw runs/s':>12}{'console runs/s':>16}{'ratio':>7}"
+        f"{'pick-up p50 ms':>16}{'p95 ms':>8}"
+    )
+    for r in rows:
+        print(
+            f"{r['broker']:<7}{r['workers']:>8}{r['raw_runs_per_s']:>12.1f}{r['runs_per_s']:>16.1f}"
+            f"{r['ratio']:>7.2f}{r['pickup_p50_ms']:>16.1f}{r['pickup_p95_ms']:>8.1f}"
+        )
+    print("targets: ratio >= 0.7; Redis pick-up p50 < 50 ms")
+
+
+if __name__ == "__main__":
+    main()
