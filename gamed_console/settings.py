@@ -7,7 +7,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 
-from gamed_console.env import env_bool, env_float, env_int, env_list, env_str
+from gamed_console.env import env_bool, env_duration, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("GAMED_VAR_DIR", str(BASE_DIR / "var")))
@@ -155,6 +155,7 @@ GAMED_AUTO_RESUME = env_bool("GAMED_AUTO_RESUME", True)
 GAMED_MAX_AUTO_RESUMES = env_int("GAMED_MAX_AUTO_RESUMES", 3, minimum=0)
 GAMED_REQUEUE_AFTER_SECONDS = env_int("GAMED_REQUEUE_AFTER_SECONDS", 600, minimum=1)
 GAMED_WORKER_NAME = env_str("GAMED_WORKER_NAME")
+GAMED_CHECKPOINT_RETENTION_SECONDS = env_duration("GAMED_CHECKPOINT_RETENTION", "30d")
 
 # Static, i18n, logging -------------------------------------------------------------------------
 

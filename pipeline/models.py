@@ -101,6 +101,9 @@ class PipelineRun(models.Model):
         blank=True,
         help_text="The worker holds the run until then; renewed by heartbeats.",
     )
+    checkpoints_pruned_at = models.DateTimeField(
+        null=True, blank=True, help_text="Its LangGraph checkpoints were deleted by retention."
+    )
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(
         default=0, help_text="How many times a worker has claimed this run."

@@ -9,7 +9,8 @@ from functools import partial
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.tasks import async_task
 from langgraph.checkpoint.base import CheckpointTuple
@@ -34,6 +35,7 @@ from pipeline.models import (
     StageStatus,
     Surface,
 )
+from pipeline.retention import ThreadUsage, delete_threads, thread_usage
 from pipeline.snapshots import to_json
 
 logger = logging.getLogger(__name__)
@@ -593,3 +595,77 @@ def reap_runs(*, run_id=None, auto_resume: bool | None = None) -> list[PipelineR
             if run not in touched:
                 touched.append(run)
     return touched
+
+
+@dataclass
+class PruneReport:
+    runs: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    dry_run: bool = False
+
+    def add(self, runs: int, usage: ThreadUsage) -> None:
+        self.runs += runs
+        self.bytes += usage.bytes
+        for table, n in usage.rows.items():
+            self.rows[table] = self.rows.get(table, 0) + n
+
+
+def prunable_runs(*, older_than: timedelta):
+    """Finished runs past the retention window whose whole retry chain is finished too."""
+    cutoff = timezone.now() - older_than
+    chain = Coalesce("root_run_id", "id")
+    busy_chains = (
+        PipelineRun.objects.filter(status__in=[*ACTIVE_RUN_STATUSES, RunStatus.INTERRUPTED])
+        .annotate(chain=chain)
+        .values("chain")
+    )
+    return (
+        PipelineRun.objects.filter(
+            status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED],
+            finished_at__lt=cutoff,
+            checkpoints_pruned_at__isnull=True,
+        )
+        .annotate(chain=chain)
+        .exclude(chain__in=busy_chains)
+        .order_by("finished_at", "id")
+    )
+
+
+def prune_checkpoints(
+    *,
+    older_than: timedelta | None = None,
+    dry_run: bool = False,
+    batch_size: int = 100,
+    progress=None,
+) -> PruneReport:
+    """Delete the LangGraph checkpoints of finished runs older than the retention window.
+
+    Works in batches (each thread is deleted by the saver in its own short transaction), never
+    touches a run that is active, whose retry chain has an active or interrupted run, or that
+    is inside the window. Run and stage rows stay; the run is marked `checkpoints_pruned_at`,
+    and a retry of it falls back to a full rerun.
+    """
+    older_than = older_than or timedelta(seconds=settings.GAMED_CHECKPOINT_RETENTION_SECONDS)
+    report = PruneReport(dry_run=dry_run)
+    last = None
+    while True:
+        candidates = prunable_runs(older_than=older_than)
+        if dry_run and last is not None:
+            candidates = candidates.filter(
+                Q(finished_at__gt=last[0]) | Q(finished_at=last[0], id__gt=last[1])
+            )
+        batch = list(candidates.values_list("id", "thread_id", "finished_at")[:batch_size])
+        if not batch:
+            return report
+        threads = [thread for _, thread, _ in batch]
+        usage = thread_usage(threads)
+        if not dry_run:
+            delete_threads(threads)
+            PipelineRun.objects.filter(pk__in=[pk for pk, _, _ in batch]).update(
+                checkpoints_pruned_at=timezone.now()
+            )
+        report.add(len(batch), usage)
+        last = (batch[-1][2], batch[-1][0])
+        if progress:
+            progress(report)

@@ -14,3 +14,8 @@ def execute_run(run_id: str) -> str:
 def reap_runs() -> str:
     touched = services.reap_runs()
     return f"{len(touched)} run(s) interrupted or resumed"
+
+
+def prune_checkpoints() -> str:
+    report = services.prune_checkpoints()
+    return f"pruned the checkpoints of {report.runs} run(s), {report.bytes} bytes"
