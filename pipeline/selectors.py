@@ -1,10 +1,32 @@
 """Reads the surfaces share: annotated querysets so lists cost a constant number of queries."""
 
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
 from django.core.exceptions import ValidationError
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db import connection
+from django.db.models import (
+    Aggregate,
+    Count,
+    FloatField,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
 
 from pipeline.exceptions import RunNotFound
-from pipeline.models import PipelineRun, StageExecution, StageStatus
+from pipeline.models import (
+    ACTIVE_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    PipelineRun,
+    RunStatus,
+    StageExecution,
+    StageStatus,
+)
 
 
 def runs_with_progress() -> QuerySet[PipelineRun]:
@@ -45,3 +67,200 @@ def find_run(prefix_or_id: str) -> PipelineRun:
 def latest_failed_stage(run: PipelineRun) -> StageExecution | None:
     """The stage an operator most likely wants to retry from."""
     return run.stages.filter(status=StageStatus.FAILED).order_by("-stage_order").first()
+
+
+# Operator console reads (runs list, run page, statistics) ----------------------------------
+
+DONE_STAGE_STATUSES = (StageStatus.SUCCEEDED, StageStatus.REUSED)
+
+
+def _stage_count(stages: QuerySet[StageExecution]) -> Coalesce:
+    counted = stages.order_by().values("run").annotate(n=Count("pk")).values("n")[:1]
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def console_runs() -> QuerySet[PipelineRun]:
+    """Runs with stage progress and the failed stage, as correlated subqueries: a page of the
+    runs list computes them for its own rows only, however many stage rows exist."""
+    stages = StageExecution.objects.filter(run=OuterRef("pk"))
+    failed = stages.filter(status=StageStatus.FAILED).order_by("-stage_order")
+    return PipelineRun.objects.annotate(
+        stage_count=_stage_count(stages),
+        stages_done=_stage_count(stages.filter(status__in=DONE_STAGE_STATUSES)),
+        failed_stage=Subquery(failed.values("stage_name")[:1]),
+    )
+
+
+def failed_stage_names() -> list[str]:
+    return list(
+        StageExecution.objects.filter(status=StageStatus.FAILED)
+        .order_by("stage_name")
+        .values_list("stage_name", flat=True)
+        .distinct()
+    )
+
+
+def run_stages(run: PipelineRun) -> QuerySet[StageExecution]:
+    """A run's stage rows in execution order, with the rows reused ones point at."""
+    return run.stages.select_related("reused_from").order_by("stage_order")
+
+
+@dataclass
+class Lineage:
+    """A run's whole retry tree, from its root, depth first."""
+
+    root: PipelineRun
+    runs: list[tuple[PipelineRun, int]]
+    succeeded: PipelineRun | None
+    active: list[PipelineRun]
+
+    @property
+    def outcome(self) -> str:
+        """Did any run of the tree succeed? Otherwise: still trying, or how the latest ended."""
+        if self.succeeded is not None:
+            return RunStatus.SUCCEEDED
+        if self.active:
+            return RunStatus.RUNNING
+        return max((run for run, _ in self.runs), key=lambda r: r.created_at).status
+
+
+def run_lineage(run: PipelineRun) -> Lineage:
+    root_id = run.root_run_id or run.pk
+    members = list(
+        PipelineRun.objects.filter(Q(pk=root_id) | Q(root_run_id=root_id))
+        .select_related("requested_by")
+        .order_by("created_at")
+    )
+    children: dict = {}
+    for member in members:
+        children.setdefault(member.parent_run_id, []).append(member)
+    root = next((m for m in members if m.pk == root_id), run)
+    ordered: list[tuple[PipelineRun, int]] = []
+    pending = [(root, 0)]
+    while pending:
+        member, level = pending.pop()
+        ordered.append((member, level))
+        pending.extend((child, level + 1) for child in reversed(children.get(member.pk, [])))
+    succeeded = [m for m, _ in ordered if m.status == RunStatus.SUCCEEDED]
+    return Lineage(
+        root=root,
+        runs=ordered,
+        succeeded=min(succeeded, key=lambda r: r.created_at) if succeeded else None,
+        active=[m for m, _ in ordered if m.status in ACTIVE_RUN_STATUSES],
+    )
+
+
+@dataclass
+class StageStatistics:
+    stage_name: str
+    executions: int = 0
+    failures: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    retries: int = 0
+    retries_finished: int = 0
+    retries_succeeded: int = 0
+
+    @property
+    def failure_rate(self) -> float | None:
+        return self.failures / self.executions if self.executions else None
+
+    @property
+    def retry_success_rate(self) -> float | None:
+        return self.retries_succeeded / self.retries_finished if self.retries_finished else None
+
+
+def percentile(ordered: list[float], fraction: float) -> float | None:
+    """Linear interpolation between closest ranks, as Postgres's percentile_cont computes it."""
+    if not ordered:
+        return None
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+class _PercentileCont(Aggregate):
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression, fraction: float):
+        super().__init__(expression, fraction=float(fraction))
+
+
+def _duration_percentiles(executed: QuerySet[StageExecution]) -> dict[str, tuple]:
+    timed = executed.filter(duration_ms__isnull=False).order_by()
+    if connection.vendor == "postgresql":
+        rows = timed.values("stage_name").annotate(
+            p50=_PercentileCont("duration_ms", 0.5), p95=_PercentileCont("duration_ms", 0.95)
+        )
+        return {row["stage_name"]: (row["p50"], row["p95"]) for row in rows}
+    # SQLite has no percentile aggregate: sort each stage's durations here.
+    durations: dict[str, list[int]] = {}
+    for name, ms in timed.order_by("stage_name", "duration_ms").values_list(
+        "stage_name", "duration_ms"
+    ):
+        durations.setdefault(name, []).append(ms)
+    return {
+        name: (percentile(values, 0.5), percentile(values, 0.95))
+        for name, values in durations.items()
+    }
+
+
+def stage_statistics(*, since: datetime | None = None) -> list[StageStatistics]:
+    """Per stage name: real executions (reused rows excluded), failures, p50/p95 duration, and
+    how retries started from that stage ended."""
+    executed = StageExecution.objects.exclude(status=StageStatus.REUSED)
+    retries = PipelineRun.objects.filter(parent_run__isnull=False).exclude(retry_from_stage="")
+    if since is not None:
+        executed = executed.filter(run__created_at__gte=since)
+        retries = retries.filter(created_at__gte=since)
+    stats: dict[str, StageStatistics] = {}
+    for row in (
+        executed.order_by()
+        .values("stage_name")
+        .annotate(n=Count("pk"), failed=Count("pk", filter=Q(status=StageStatus.FAILED)))
+    ):
+        stats[row["stage_name"]] = StageStatistics(
+            row["stage_name"], executions=row["n"], failures=row["failed"]
+        )
+    for name, (p50, p95) in _duration_percentiles(executed).items():
+        stats[name].p50_ms, stats[name].p95_ms = p50, p95
+    for row in (
+        retries.order_by()
+        .values("retry_from_stage")
+        .annotate(
+            n=Count("pk"),
+            finished=Count("pk", filter=Q(status__in=TERMINAL_RUN_STATUSES)),
+            succeeded=Count("pk", filter=Q(status=RunStatus.SUCCEEDED)),
+        )
+    ):
+        entry = stats.setdefault(row["retry_from_stage"], StageStatistics(row["retry_from_stage"]))
+        entry.retries, entry.retries_finished = row["n"], row["finished"]
+        entry.retries_succeeded = row["succeeded"]
+    return sorted(stats.values(), key=lambda s: s.stage_name)
+
+
+def run_outcomes_by_day(*, days: int = 14) -> dict[str, list[tuple[date, dict[str, int]]]]:
+    """Per graph, for each of the last `days` days (today included): runs created, by status."""
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    start = timezone.make_aware(datetime.combine(first, datetime.min.time()))
+    rows = (
+        PipelineRun.objects.filter(created_at__gte=start)
+        .annotate(day=TruncDate("created_at"))
+        .order_by()
+        .values("graph", "day", "status")
+        .annotate(n=Count("pk"))
+    )
+    counts: dict[str, dict[date, dict[str, int]]] = {}
+    for row in rows:
+        counts.setdefault(row["graph"], {}).setdefault(row["day"], {})[row["status"]] = row["n"]
+    return {
+        graph: [
+            (day, by_day.get(day, {}))
+            for day in (first + timedelta(days=offset) for offset in range(days))
+        ]
+        for graph, by_day in sorted(counts.items())
+    }
