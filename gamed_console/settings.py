@@ -155,6 +155,8 @@ GAMED_AUTO_RESUME = env_bool("GAMED_AUTO_RESUME", True)
 GAMED_MAX_AUTO_RESUMES = env_int("GAMED_MAX_AUTO_RESUMES", 3, minimum=0)
 GAMED_REQUEUE_AFTER_SECONDS = env_int("GAMED_REQUEUE_AFTER_SECONDS", 600, minimum=1)
 GAMED_WORKER_NAME = env_str("GAMED_WORKER_NAME")
+GAMED_STAGE_LOG_LIMIT = env_int("GAMED_STAGE_LOG_LIMIT", 1000, minimum=0)
+GAMED_STAGE_LOG_LEVEL = env_str("GAMED_STAGE_LOG_LEVEL", "INFO").upper()
 GAMED_CHECKPOINT_RETENTION_SECONDS = env_duration("GAMED_CHECKPOINT_RETENTION", "30d")
 
 # Static, i18n, logging -------------------------------------------------------------------------

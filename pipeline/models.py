@@ -215,6 +215,27 @@ class StageExecution(models.Model):
         return self.reused_from_id or self.pk
 
 
+class StageLog(models.Model):
+    """A log record a stage emitted while it ran (see pipeline/stagelogs.py)."""
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="logs")
+    stage_order = models.PositiveIntegerField()
+    seq = models.PositiveIntegerField()
+    level = models.PositiveSmallIntegerField()
+    level_name = models.CharField(max_length=20)
+    logger = models.CharField(max_length=200)
+    message = models.TextField()
+    created_at = models.DateTimeField(null=True, blank=True)
+    extra = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["run", "stage_order", "seq"]
+        indexes = [models.Index(fields=["run", "stage_order", "seq"], name="stagelog_run_stage")]
+
+    def __str__(self) -> str:
+        return f"{self.level_name} {self.logger}: {self.message[:60]}"
+
+
 class NodeInvocation(models.Model):
     """Ledger written by pipeline nodes themselves each time they really execute.
 

@@ -11,7 +11,7 @@ import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 import psycopg
@@ -24,10 +24,17 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from psycopg_pool import PoolTimeout
 
-from pipeline import progress
+from pipeline import progress, stagelogs
 from pipeline.exceptions import LeaseLost, RunCancelled
 from pipeline.graphs import compiled_graph
-from pipeline.models import PipelineRun, ResumeMode, RunStatus, StageExecution, StageStatus
+from pipeline.models import (
+    PipelineRun,
+    ResumeMode,
+    RunStatus,
+    StageExecution,
+    StageLog,
+    StageStatus,
+)
 from pipeline.snapshots import capped, to_json
 
 logger = logging.getLogger(__name__)
@@ -174,17 +181,29 @@ class RowWriter:
     def _write(self, run_id, ops: list[tuple]) -> None:
         new: dict[int, dict] = {}
         changed: dict[int, dict] = {}
+        logs: list[StageLog] = []
         heartbeat = False
         for _, kind, order, fields in ops:
             if kind == "heartbeat":
                 heartbeat = True
+            elif kind == "logs":
+                logs += [
+                    StageLog(
+                        run_id=run_id,
+                        stage_order=order,
+                        seq=seq,
+                        created_at=_timestamp(record.pop("created")),
+                        **record,
+                    )
+                    for seq, record in enumerate(fields["records"], start=1)
+                ]
             elif kind == "insert":
                 new[order] = fields
             elif order in new:
                 new[order].update(fields)
             else:
                 changed.setdefault(order, {}).update(fields)
-        statements = bool(new) + len(changed) + heartbeat
+        statements = bool(new) + len(changed) + heartbeat + bool(logs)
         with transaction.atomic() if statements > 1 else contextlib.nullcontext():
             if new:
                 StageExecution.objects.bulk_create(
@@ -193,6 +212,8 @@ class RowWriter:
                 )
             for order, fields in changed.items():
                 StageExecution.objects.filter(run_id=run_id, stage_order=order).update(**fields)
+            if logs:
+                StageLog.objects.bulk_create(logs)
             if heartbeat:
                 renew_leases([run_id], worker_id())
 
@@ -235,6 +256,7 @@ class StageRecorder:
     run: PipelineRun
     next_order: int
     writer: RowWriter = field(init=False)
+    logs: stagelogs.StageLogCapture = field(init=False)
     started_from: dict[str, str] = field(default_factory=dict)
     running: dict[str, tuple[int, float]] = field(default_factory=dict)
     values: dict = field(default_factory=dict)
@@ -244,6 +266,7 @@ class StageRecorder:
 
     def __post_init__(self):
         self.writer = RowWriter.for_process()
+        self.logs = stagelogs.capture()
 
     def _insert(self, order: int, **fields) -> None:
         self.writer.put(self.run.pk, "insert", order, fields)
@@ -270,6 +293,7 @@ class StageRecorder:
             parent_checkpoint_id=self.started_from.pop(data["id"], self.current_checkpoint),
             input_snapshot=capped(data.get("input")),
         )
+        self.logs.start_stage(str(self.run.pk), data["id"])
         self.running[data["id"]] = (self.next_order, time.monotonic())
         self.next_order += 1
         self.heartbeat()
@@ -278,6 +302,7 @@ class StageRecorder:
         if data["id"] not in self.running:
             return
         order, started = self.running.pop(data["id"])
+        self._save_logs(order, data["id"])
         fields = {
             "finished_at": timezone.now(),
             "duration_ms": int((time.monotonic() - started) * 1000),
@@ -295,6 +320,10 @@ class StageRecorder:
             **fields,
         )
 
+    def _save_logs(self, order: int, task_id: str) -> None:
+        if records := self.logs.collect(str(self.run.pk), task_id):
+            self.writer.put(self.run.pk, "logs", order, {"records": records})
+
     def flush(self, checkpoint_id: str = "") -> None:
         for order, fields in self.awaiting_checkpoint:
             self._update(order, checkpoint_id=checkpoint_id, **fields)
@@ -304,7 +333,8 @@ class StageRecorder:
         """Write everything still queued; stages still running end with the run's reason."""
         self.flush()
         now = timezone.now()
-        for order, started in self.running.values():
+        for task_id, (order, started) in self.running.items():
+            self._save_logs(order, task_id)
             self._update(
                 order,
                 status=status,
@@ -319,6 +349,10 @@ class StageRecorder:
     def heartbeat(self) -> None:
         """Renew the lease at a stage boundary (written with the stage's row)."""
         self.writer.put(self.run.pk, "heartbeat")
+
+
+def _timestamp(created: float | None) -> datetime | None:
+    return datetime.fromtimestamp(created, tz=UTC) if created else None
 
 
 def renew_leases(run_ids: list, worker: str) -> int:

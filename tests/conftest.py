@@ -17,7 +17,11 @@ from pipeline.runner import RowWriter
 from tests import services
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTRA_GRAPHS = {"test_chain": "tests.graphs:build_chain", "fanout": "tests.graphs:build_fanout"}
+EXTRA_GRAPHS = {
+    "test_chain": "tests.graphs:build_chain",
+    "fanout": "tests.graphs:build_fanout",
+    "chatty": "tests.graphs:build_chatty",
+}
 TEST_GRAPHS = json.dumps(EXTRA_GRAPHS)
 settings.GAMED_GRAPHS = {**settings.GAMED_GRAPHS, **EXTRA_GRAPHS}
 # Workers started by tests renew leases and notice cancellation quickly, and die fast.

@@ -71,3 +71,30 @@ def build_fanout() -> StateGraph:
     graph.add_edge(["left", "right"], "join")
     graph.add_edge("join", END)
     return graph
+
+
+class ChattyInput(BaseModel):
+    records: int = 3
+
+
+class ChattyState(TypedDict, total=False):
+    records: int
+    visited: Annotated[list, _append]
+
+
+def build_chatty() -> StateGraph:
+    """quiet -> chatty (logs `records` records) -> quiet_again."""
+    import logging
+
+    log = logging.getLogger("tests.chatty")
+
+    def chatty(state: dict) -> dict:
+        for i in range(state["records"]):
+            log.info("record %d of %d", i + 1, state["records"], extra={"index": i + 1})
+        return {"visited": ["chatty"]}
+
+    graph = StateGraph(ChattyState, input_schema=ChattyInput)
+    graph.add_sequence([_step("quiet"), chatty, _step("quiet_again")])
+    graph.add_edge(START, "quiet")
+    graph.add_edge("quiet_again", END)
+    return graph

@@ -7,65 +7,131 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pipeline', '0003_retries'),
+        ("pipeline", "0003_retries"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AuditRecord',
+            name="AuditRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('actor_label', models.CharField(blank=True, help_text='Who, when there is no user (e.g. an API key, cron).', max_length=200)),
-                ('via', models.CharField(choices=[('admin', 'Admin'), ('api', 'Api'), ('cli', 'Cli'), ('system', 'System')], max_length=10)),
-                ('action', models.CharField(choices=[('start', 'Start'), ('retry', 'Retry'), ('cancel', 'Cancel'), ('resume', 'Resume'), ('rerun', 'Rerun'), ('reap', 'Reap')], db_index=True, max_length=20)),
-                ('reason', models.TextField(blank=True)),
-                ('details', models.JSONField(blank=True, default=dict)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "actor_label",
+                    models.CharField(
+                        blank=True,
+                        help_text="Who, when there is no user (e.g. an API key, cron).",
+                        max_length=200,
+                    ),
+                ),
+                (
+                    "via",
+                    models.CharField(
+                        choices=[
+                            ("admin", "Admin"),
+                            ("api", "Api"),
+                            ("cli", "Cli"),
+                            ("system", "System"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("start", "Start"),
+                            ("retry", "Retry"),
+                            ("cancel", "Cancel"),
+                            ("resume", "Resume"),
+                            ("rerun", "Rerun"),
+                            ("reap", "Reap"),
+                        ],
+                        db_index=True,
+                        max_length=20,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("details", models.JSONField(blank=True, default=dict)),
             ],
             options={
-                'ordering': ['-at'],
+                "ordering": ["-at"],
             },
         ),
         migrations.AddField(
-            model_name='pipelinerun',
-            name='auto_resumes',
-            field=models.PositiveIntegerField(default=0, help_text='How many times the reaper resumed this run by itself.'),
+            model_name="pipelinerun",
+            name="auto_resumes",
+            field=models.PositiveIntegerField(
+                default=0, help_text="How many times the reaper resumed this run by itself."
+            ),
         ),
         migrations.AddField(
-            model_name='pipelinerun',
-            name='lease_expires_at',
-            field=models.DateTimeField(blank=True, help_text='The worker holds the run until then; renewed by heartbeats.', null=True),
+            model_name="pipelinerun",
+            name="lease_expires_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="The worker holds the run until then; renewed by heartbeats.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='pipelinerun',
-            name='queued_at',
-            field=models.DateTimeField(blank=True, help_text='When a task for the run was last put on the queue.', null=True),
+            model_name="pipelinerun",
+            name="queued_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="When a task for the run was last put on the queue.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='stageexecution',
-            name='attempt',
-            field=models.PositiveSmallIntegerField(default=1, help_text='2 or more: the task ran again after an interruption (resume).'),
+            model_name="stageexecution",
+            name="attempt",
+            field=models.PositiveSmallIntegerField(
+                default=1, help_text="2 or more: the task ran again after an interruption (resume)."
+            ),
         ),
         migrations.AddIndex(
-            model_name='pipelinerun',
-            index=models.Index(fields=['status', 'lease_expires_at'], name='run_status_lease'),
+            model_name="pipelinerun",
+            index=models.Index(fields=["status", "lease_expires_at"], name="run_status_lease"),
         ),
         migrations.AddField(
-            model_name='auditrecord',
-            name='actor',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL),
+            model_name="auditrecord",
+            name="actor",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='auditrecord',
-            name='result_run',
-            field=models.ForeignKey(blank=True, help_text='The run this action produced.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='pipeline.pipelinerun'),
+            model_name="auditrecord",
+            name="result_run",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The run this action produced.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="pipeline.pipelinerun",
+            ),
         ),
         migrations.AddField(
-            model_name='auditrecord',
-            name='run',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='audit_records', to='pipeline.pipelinerun'),
+            model_name="auditrecord",
+            name="run",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="audit_records",
+                to="pipeline.pipelinerun",
+            ),
         ),
     ]

@@ -2,11 +2,14 @@
 
 import hashlib
 import json
+import logging
 import re
 
 from pipeline.graphs.faults import stage
 from pipeline.graphs.gamed.knowledge import DISTRACTORS
 from pipeline.graphs.gamed.state import MAX_ITEMS, TEMPLATES
+
+logger = logging.getLogger(__name__)
 
 
 class BlueprintInvalid(RuntimeError):
@@ -135,6 +138,8 @@ def blueprint_validator(state: dict) -> dict:
     """Schema and semantic checks; an invalid blueprint goes back to the generator."""
     attempt = state["blueprint_attempts"]
     errors = validate_blueprint(state["blueprint"])
+    for error in errors:
+        logger.warning("Draft %s rejected: %s", attempt, error)
     if errors and attempt >= state.get("max_blueprint_attempts", 3):
         raise BlueprintInvalid(
             f"blueprint still invalid after {attempt} attempts: {'; '.join(errors)}"

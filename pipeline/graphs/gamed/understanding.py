@@ -1,9 +1,12 @@
 """Understanding the question: Bloom's level, subject, concepts, knowledge and game template."""
 
+import logging
 import re
 
 from pipeline.graphs.faults import stage
 from pipeline.graphs.gamed.knowledge import TOPICS
+
+logger = logging.getLogger(__name__)
 
 BLOOM_VERBS = [
     ("create", ["design", "create", "invent", "compose", "build"]),
@@ -49,6 +52,7 @@ def input_enhancer(state: dict) -> dict:
     topic, _ = match_topic(question)
     subject = TOPICS[topic]["subject"] if topic else "general knowledge"
     difficulty = {"remember": "easy", "understand": "easy", "apply": "medium"}.get(bloom, "hard")
+    logger.info("Bloom level %s, subject %s", bloom, subject, extra={"concepts": concepts[:8]})
     return {
         "enhanced": {
             "bloom_level": bloom,
@@ -64,6 +68,7 @@ def domain_knowledge_retriever(state: dict) -> dict:
     """Canonical terms for the question from the bundled knowledge base."""
     topic_key, score = match_topic(state["question"])
     if topic_key is None:
+        logger.warning("No bundled topic matches the question; using its own key concepts")
         concepts = state["enhanced"]["key_concepts"]
         return {
             "domain_knowledge": {
@@ -131,4 +136,5 @@ def router(state: dict) -> dict:
         template = "multiple_choice"
         confidence = 0.8 if knowledge.get("facts") else 0.45
         reason = "no structure to drag or order; a quiz fits best"
+    logger.info("Chose %s (confidence %.2f): %s", template, confidence, reason)
     return {"route": {"template": template, "confidence": round(confidence, 2), "reason": reason}}
