@@ -1,18 +1,52 @@
 import json
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, JsonResponse
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
-from observability.forms import RetryForm
-from pipeline.exceptions import PipelineError, RunNotFound
-from pipeline.models import NodeInvocation, PipelineRun, StageExecution, Surface
-from pipeline.selectors import get_run, latest_failed_stage, runs_with_progress
-from pipeline.services import plan_retry, retry_run
+from observability.forms import ReasonForm, RetryForm, StartRunForm
+from observability.run_page import (
+    build_timeline,
+    draw_graph,
+    format_ms,
+    layout_graph,
+    stage_changes,
+    stage_ms,
+)
+from pipeline import services
+from pipeline.exceptions import InvalidInput, PipelineError, RunNotFound, UnknownGraph
+from pipeline.graphs import compiled_graph, registered_graphs
+from pipeline.models import (
+    ACTIVE_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    AuditRecord,
+    NodeInvocation,
+    PipelineRun,
+    RunStatus,
+    StageExecution,
+    StageStatus,
+    Surface,
+)
+from pipeline.selectors import (
+    DONE_STAGE_STATUSES,
+    console_runs,
+    failed_stage_names,
+    get_run,
+    latest_failed_stage,
+    run_lineage,
+    run_outcomes_by_day,
+    run_stages,
+    stage_statistics,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -63,67 +97,113 @@ class RetryAdminMixin:
         self.message_user(request, text, level)
 
 
-class StageInline(admin.TabularInline):
-    model = StageExecution
-    fk_name = "run"
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    fields = [
-        "stage_order",
-        "stage_name",
-        "status",
-        "duration_ms",
-        "checkpoint_id",
-        "parent_checkpoint_id",
-        "error_message",
-    ]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
 def _run_link(run: PipelineRun | None) -> str:
     if run is None:
         return "-"
     return format_html('<a href="{}">{}</a>', run.admin_path, run)
 
 
+def status_badge(status: str) -> str:
+    return format_html('<span class="run-status status-{}">{}</span>', status, status)
+
+
+class FailedStageFilter(admin.SimpleListFilter):
+    title = "failed stage"
+    parameter_name = "failed_stage"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in failed_stage_names()]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(failed_stage=self.value())
+        return queryset
+
+
+@dataclass
+class RunAction:
+    """A button in the run page's object tools, and the admin view behind it."""
+
+    name: str
+    label: str
+    permission: str
+    statuses: tuple[str, ...]
+    title: str
+    explanation: str
+    confirm: str
+
+
+RUN_ACTIONS = {
+    action.name: action
+    for action in [
+        RunAction(
+            name="cancel",
+            label="Cancel",
+            permission="cancel",
+            statuses=(*ACTIVE_RUN_STATUSES, RunStatus.INTERRUPTED),
+            title="Cancel {run}",
+            explanation=(
+                "A pending or interrupted run will never start. A running run stops at its next "
+                "stage boundary and ends cancelled; finished stages and their checkpoints stay, "
+                "so it can be resumed or retried later."
+            ),
+            confirm="Cancel the run",
+        ),
+        RunAction(
+            name="resume",
+            label="Resume",
+            permission="resume",
+            statuses=(RunStatus.INTERRUPTED, RunStatus.CANCELLED),
+            title="Resume {run}",
+            explanation=(
+                "The same run continues on its own thread from its latest checkpoint: stages "
+                "that completed do not run again; the stage that was cut short runs again."
+            ),
+            confirm="Resume the run",
+        ),
+        RunAction(
+            name="rerun",
+            label="Rerun from scratch",
+            permission="retry",
+            statuses=TERMINAL_RUN_STATUSES,
+            title="Rerun {run} from scratch",
+            explanation=(
+                "A new run of the same graph from this run's original input, recorded as a "
+                "retry in this run's lineage. Every stage runs again; this run is not changed."
+            ),
+            confirm="Start the rerun",
+        ),
+    ]
+}
+
+
 @admin.register(PipelineRun)
 class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     list_display = [
         "short_id",
+        "status_display",
         "graph",
-        "status",
-        "subject",
-        "created_at",
+        "subject_display",
+        "started",
         "duration_display",
         "progress",
         "failed_stage",
-        "retry_depth",
+        "retry_depth_display",
     ]
-    list_filter = ["status", "graph", "retry_depth", "requested_via"]
+    list_display_links = ["short_id"]
+    list_filter = ["status", "graph", FailedStageFilter, "retry_depth", "requested_via"]
     search_fields = ["id", "subject", "error_message"]
     date_hierarchy = "created_at"
-    list_select_related = ["requested_by"]
-    inlines = [StageInline]
     actions = ["retry_from_failed_stage"]
     fieldsets = [
         (
-            None,
+            "Run",
             {
                 "fields": [
                     "graph",
-                    "status",
                     "subject",
                     "input",
                     "output",
-                    "error_message",
-                    "error_traceback",
                     "created_at",
                     "started_at",
                     "finished_at",
@@ -131,12 +211,15 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             },
         ),
         (
-            "Lineage",
+            "Error",
+            {"fields": ["error_message", "error_traceback"], "classes": ["collapse"]},
+        ),
+        (
+            "Retry",
             {
                 "fields": [
                     "parent_run_link",
                     "root_run_link",
-                    "retries",
                     "retry_from_stage",
                     "retry_depth",
                     "resume_mode",
@@ -148,7 +231,15 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         (
             "Execution",
             {
-                "fields": ["thread_id", "worker", "heartbeat_at", "attempts", "cancel_requested"],
+                "fields": [
+                    "thread_id",
+                    "worker",
+                    "heartbeat_at",
+                    "lease_expires_at",
+                    "attempts",
+                    "auto_resumes",
+                    "cancel_requested",
+                ],
                 "classes": ["collapse"],
             },
         ),
@@ -156,28 +247,181 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
 
     def get_queryset(self, request):
-        return runs_with_progress()
+        runs = console_runs()
+        if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
+            # The list shows none of the large JSON and text columns.
+            runs = runs.defer("input", "output", "error_traceback", "resume_note")
+        return runs
 
     def get_urls(self):
-        retry = path(
-            "<uuid:run_id>/retry/",
-            self.admin_site.admin_view(self.retry_view),
-            name="pipeline_pipelinerun_retry",
-        )
-        return [retry, *super().get_urls()]
+        def view(name: str, route: str, func):
+            return path(
+                route, self.admin_site.admin_view(func), name=f"pipeline_pipelinerun_{name}"
+            )
+
+        def action_view(action: RunAction):
+            def run_action(request, run_id):
+                return self.run_action_view(request, run_id, action)
+
+            return run_action
+
+        return [
+            view("start", "start/", self.start_view),
+            view("stats", "stats/", self.stats_view),
+            view("retry", "<uuid:run_id>/retry/", self.retry_view),
+            view("live", "<uuid:run_id>/live/", self.live_view),
+            *(
+                view(name, f"<uuid:run_id>/{name}/", action_view(action))
+                for name, action in RUN_ACTIONS.items()
+            ),
+            *super().get_urls(),
+        ]
+
+    # Permissions ---------------------------------------------------------------------------
+
+    def has_run_permission(self, request: HttpRequest, permission: str) -> bool:
+        return request.user.has_perm(f"pipeline.{permission}_pipelinerun")
+
+    def run_buttons(self, request: HttpRequest, run: PipelineRun) -> list[dict]:
+        """The object tools this user may use on this run in its current status."""
+        buttons = []
+        if run.is_terminal and self.has_retry_permission(request):
+            buttons.append(
+                {
+                    "name": "retry",
+                    "label": "Retry from stage…",
+                    "url": reverse("admin:pipeline_pipelinerun_retry", args=[run.pk]),
+                }
+            )
+        for action in RUN_ACTIONS.values():
+            if run.status not in action.statuses:
+                continue
+            if action.name == "cancel" and run.cancel_requested:
+                continue
+            if self.has_run_permission(request, action.permission):
+                buttons.append(
+                    {
+                        "name": action.name,
+                        "label": action.label,
+                        "url": reverse(f"admin:pipeline_pipelinerun_{action.name}", args=[run.pk]),
+                    }
+                )
+        return buttons
+
+    def _run_or_404(self, run_id) -> PipelineRun:
+        try:
+            return get_run(str(run_id))
+        except RunNotFound as error:
+            raise Http404(error.message) from None
+
+    def _context(self, request, **extra) -> dict:
+        return {**self.admin_site.each_context(request), "opts": self.opts, **extra}
+
+    # The run page --------------------------------------------------------------------------
+
+    def live_context(self, run: PipelineRun) -> dict:
+        """What changes while a run executes: progress, stage rows, timeline, graph colours."""
+        now = timezone.now()
+        stages = list(run_stages(run))
+        return {
+            "run": run,
+            "run_duration": format_ms(run.duration.total_seconds() * 1000) if run.duration else "-",
+            "stages_done": sum(1 for s in stages if s.status in DONE_STAGE_STATUSES),
+            "stage_rows": [self._stage_row(stage, now) for stage in stages],
+            "usage": _usage(stages),
+            "timeline": build_timeline(run, stages, now),
+            "graph": _graph_drawing(run.graph, stages),
+        }
+
+    def console_context(self, request: HttpRequest, run: PipelineRun) -> dict:
+        return {
+            **self.live_context(run),
+            "run_is_live": not run.is_terminal,
+            "live_url": reverse("admin:pipeline_pipelinerun_live", args=[run.pk]),
+            "run_buttons": self.run_buttons(request, run),
+            "lineage": run_lineage(run),
+            "audit_records": list(
+                AuditRecord.objects.filter(run=run)
+                .select_related("actor", "result_run")
+                .order_by("at")
+            ),
+        }
+
+    def _stage_row(self, stage: StageExecution, now) -> dict:
+        return {
+            "stage": stage,
+            "duration": format_ms(stage_ms(stage, now)),
+            "changes": stage_changes(stage),
+            "input_json": _json(stage.input_snapshot),
+            "output_json": _json(stage.output_snapshot),
+            "final": stage.status != StageStatus.RUNNING,
+        }
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        if obj is not None and obj.is_terminal and self.has_retry_permission(request):
-            context["retry_url"] = reverse("admin:pipeline_pipelinerun_retry", args=[obj.pk])
+        if obj is not None:
+            context.update(self.console_context(request, obj))
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def live_view(self, request, run_id):
+        """JSON for the run page's poller: status, progress, and the parts that changed."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        run = self._run_or_404(run_id)
+        context = self.live_context(run)
+        have = {part for part in request.GET.get("have", "").split(",") if part.isdigit()}
+        stages = []
+        for row in context["stage_rows"]:
+            stage = row["stage"]
+            known = str(stage.pk) in have and row["final"]
+            stages.append(
+                {
+                    "id": stage.pk,
+                    "order": stage.stage_order,
+                    "name": stage.stage_name,
+                    "status": stage.status,
+                    "duration_ms": stage.duration_ms,
+                    "started_at": stage.started_at,
+                    "finished_at": stage.finished_at,
+                    "checkpoint_id": stage.checkpoint_id,
+                    "error_message": stage.error_message,
+                    "html": None
+                    if known
+                    else render_to_string(
+                        "admin/pipeline/pipelinerun/console/stage.html",
+                        {"row": row, "usage": context["usage"]},
+                        request,
+                    ),
+                }
+            )
+        return JsonResponse(
+            {
+                "id": str(run.pk),
+                "status": run.status,
+                "is_terminal": run.is_terminal,
+                "cancel_requested": run.cancel_requested,
+                "duration": context["run_duration"],
+                "started": date_format(timezone.localtime(run.started_at), "DATETIME_FORMAT")
+                if run.started_at
+                else "not yet",
+                "stages_done": context["stages_done"],
+                "stage_count": len(stages),
+                "error_message": run.error_message,
+                "stages": stages,
+                "timeline_html": render_to_string(
+                    "admin/pipeline/pipelinerun/console/timeline.html", context, request
+                ),
+                "graph_html": render_to_string(
+                    "admin/pipeline/pipelinerun/console/graph.html", context, request
+                ),
+            }
+        )
+
+    # Actions on one run --------------------------------------------------------------------
 
     def retry_view(self, request, run_id):
         if not self.has_retry_permission(request):
             raise PermissionDenied
-        try:
-            run = get_run(str(run_id))
-        except RunNotFound as error:
-            raise Http404(error.message) from None
+        run = self._run_or_404(run_id)
         stages = list(run.stages.order_by("stage_order"))
         form = RetryForm(
             request.POST if request.method == "POST" else None,
@@ -193,7 +437,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             }
             try:
                 if "_confirm" in request.POST:
-                    retry = retry_run(
+                    retry = services.retry_run(
                         **choice,
                         requested_by=request.user,
                         via=Surface.ADMIN,
@@ -205,22 +449,106 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                         messages.SUCCESS,
                     )
                     return redirect(retry.admin_path)
-                plan = plan_retry(**choice)
+                plan = services.plan_retry(**choice)
             except PipelineError as error:
                 form.add_error(None, error.message)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"Retry {run} from a stage",
-            "run": run,
-            "form": form,
-            "plan": plan,
-            "state_diff": [
+        context = self._context(
+            request,
+            title=f"Retry {run} from a stage",
+            run=run,
+            form=form,
+            plan=plan,
+            state_diff=[
                 (key, json.dumps(change["before"]), json.dumps(change["after"]))
                 for key, change in (plan.state_diff.items() if plan else [])
             ],
-        }
+        )
         return TemplateResponse(request, "admin/pipeline/pipelinerun/retry.html", context)
+
+    def run_action_view(self, request, run_id, action: RunAction):
+        """Cancel, resume or rerun: a confirmation page (GET), then the service (POST)."""
+        if not self.has_run_permission(request, action.permission):
+            raise PermissionDenied
+        run = self._run_or_404(run_id)
+        form = ReasonForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            service = getattr(services, f"{action.name}_run")
+            try:
+                result = service(
+                    run=run,
+                    requested_by=request.user,
+                    via=Surface.ADMIN,
+                    reason=form.cleaned_data["reason"],
+                )
+            except PipelineError as error:
+                self.message_user(request, error.message, messages.ERROR)
+                return redirect(run.admin_path)
+            self.message_user(request, _action_message(action.name, run, result), messages.SUCCESS)
+            return redirect(result.admin_path)
+        context = self._context(
+            request,
+            title=action.title.format(run=run),
+            run=run,
+            action=action,
+            form=form,
+            applicable=run.status in action.statuses,
+        )
+        return TemplateResponse(request, "admin/pipeline/pipelinerun/run_action.html", context)
+
+    # Starting runs, statistics -------------------------------------------------------------
+
+    def start_view(self, request):
+        if not self.has_run_permission(request, "start"):
+            raise PermissionDenied
+        graphs = registered_graphs()
+        form = StartRunForm(
+            request.POST if request.method == "POST" else None,
+            graphs=graphs,
+            initial={"graph": request.GET.get("graph") or ("gamed" if "gamed" in graphs else "")},
+        )
+        if request.method == "POST" and form.is_valid():
+            try:
+                run = services.start_run(
+                    graph=form.cleaned_data["graph"],
+                    input=form.cleaned_data["input"],
+                    requested_by=request.user,
+                    via=Surface.ADMIN,
+                    reason=form.cleaned_data["reason"],
+                )
+            except UnknownGraph as error:
+                form.add_error("graph", error.message)
+            except InvalidInput as error:
+                form.add_error("input", error.message)
+            except PipelineError as error:
+                form.add_error(None, error.message)
+            else:
+                self.message_user(request, f"Started {run}.", messages.SUCCESS)
+                return redirect(run.admin_path)
+        context = self._context(request, title="Start a run", form=form)
+        return TemplateResponse(request, "admin/pipeline/pipelinerun/start.html", context)
+
+    STATS_WINDOWS = {"1": "last 24 hours", "7": "last 7 days", "30": "last 30 days", "all": "all"}
+
+    def stats_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        window = request.GET.get("days", "30")
+        if window not in self.STATS_WINDOWS:
+            window = "30"
+        since = None if window == "all" else timezone.now() - timedelta(days=int(window))
+        outcomes = run_outcomes_by_day(days=14)
+        context = self._context(
+            request,
+            title="Stage statistics",
+            window=window,
+            windows=self.STATS_WINDOWS.items(),
+            stats=stage_statistics(since=since),
+            outcomes=[(graph, _outcome_rows(days)) for graph, days in outcomes.items()],
+            statuses=[s.value for s in RunStatus],
+        )
+        return TemplateResponse(request, "admin/pipeline/pipelinerun/stats.html", context)
+
+    # List actions and columns --------------------------------------------------------------
 
     @admin.action(permissions=["retry"], description="Retry selected runs from their failed stage")
     def retry_from_failed_stage(self, request, queryset):
@@ -232,7 +560,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 continue
             try:
                 retried.append(
-                    retry_run(
+                    services.retry_run(
                         run=run,
                         stage_execution_id=failed.pk,
                         requested_by=request.user,
@@ -247,17 +575,47 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     def short_id(self, run):
         return run.short_id
 
+    @admin.display(description="status", ordering="status")
+    def status_display(self, run):
+        if run.cancel_requested and not run.is_terminal:
+            return format_html("{} <small>cancelling</small>", status_badge(run.status))
+        return status_badge(run.status)
+
+    @admin.display(description="subject", ordering="subject")
+    def subject_display(self, run):
+        if len(run.subject) <= 70:
+            return run.subject
+        return format_html('<span title="{}">{}…</span>', run.subject, run.subject[:68])
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, run):
+        if run.started_at is None:
+            return format_html("<small>queued {}</small>", _when(run.created_at))
+        return _when(run.started_at)
+
     @admin.display(description="duration")
     def duration_display(self, run):
-        return str(run.duration).split(".")[0] if run.duration else "-"
+        return format_ms(run.duration.total_seconds() * 1000) if run.duration else "-"
 
     @admin.display(description="stages done")
     def progress(self, run):
         return f"{run.stages_done}/{run.stage_count}"
 
-    @admin.display(description="failed stage")
+    @admin.display(description="failed stage", ordering="failed_stage")
     def failed_stage(self, run):
         return run.failed_stage or "-"
+
+    @admin.display(description="retry depth", ordering="retry_depth")
+    def retry_depth_display(self, run):
+        if not run.parent_run_id:
+            return run.retry_depth
+        parent = reverse("admin:pipeline_pipelinerun_change", args=[run.parent_run_id])
+        return format_html(
+            '{} <small>of <a href="{}">{}</a></small>',
+            run.retry_depth,
+            parent,
+            str(run.parent_run_id)[:8],
+        )
 
     @admin.display(description="parent run")
     def parent_run_link(self, run):
@@ -267,21 +625,86 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     def root_run_link(self, run):
         return _run_link(run.root_run)
 
-    @admin.display(description="retries of this run")
-    def retries(self, run):
-        children = run.children.order_by("created_at")
-        if not children:
-            return "-"
-        return format_html_join(
-            ", ",
-            '<a href="{}">{}</a> from {} ({})',
-            ((c.admin_path, c.short_id, c.retry_from_stage, c.status) for c in children),
+
+def _when(moment) -> str:
+    local = timezone.localtime(moment)
+    if local.date() == timezone.localdate():
+        return local.strftime("%H:%M:%S")
+    return local.strftime("%Y-%m-%d %H:%M")
+
+
+def _json(value) -> str:
+    return "" if value is None else json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _usage(stages: list[StageExecution]) -> dict | None:
+    """Token and cost totals, or None when no stage of the run reported any."""
+    reporting = [
+        s for s in stages if s.prompt_tokens is not None or s.cost_usd is not None or s.model_id
+    ]
+    if not reporting:
+        return None
+    executed = [s for s in reporting if s.status != StageStatus.REUSED]
+    return {
+        "prompt_tokens": sum(s.prompt_tokens or 0 for s in executed),
+        "completion_tokens": sum(s.completion_tokens or 0 for s in executed),
+        "cost_usd": sum((s.cost_usd for s in executed if s.cost_usd is not None), start=0),
+    }
+
+
+_layouts: dict = {}
+
+
+def _graph_drawing(name: str, stages: list[StageExecution]):
+    try:
+        graph = compiled_graph(name)
+    except UnknownGraph:
+        return None
+    key = (name, id(graph))
+    if key not in _layouts:
+        _layouts[key] = layout_graph(graph.get_graph())
+    return draw_graph(_layouts[key], stages)
+
+
+def _action_message(action: str, run: PipelineRun, result: PipelineRun) -> str:
+    if action == "cancel":
+        if result.status == RunStatus.CANCELLED:
+            return f"Cancelled {run}."
+        return f"Cancel requested for {run}: it stops at its next stage boundary."
+    if action == "resume":
+        return f"Resuming {run} from its latest checkpoint."
+    return f"Rerunning {run} from scratch: new run {result.short_id}."
+
+
+def _outcome_rows(days) -> list[dict]:
+    rows = []
+    for day, counts in days:
+        total = sum(counts.values())
+        rows.append(
+            {
+                "day": day,
+                "total": total,
+                "counts": counts,
+                "segments": [
+                    (status, n, round(n / total * 100, 2)) for status, n in counts.items() if n
+                ]
+                if total
+                else [],
+            }
         )
+    return rows
 
 
 @admin.register(StageExecution)
 class StageExecutionAdmin(RetryAdminMixin, ReadOnlyAdmin):
-    list_display = ["stage_name", "run_link", "stage_order", "status", "duration_ms", "started_at"]
+    list_display = [
+        "stage_name",
+        "run_link",
+        "stage_order",
+        "status_display",
+        "duration_ms",
+        "started_at",
+    ]
     list_filter = ["status", "stage_name"]
     search_fields = ["stage_name", "error_message", "run__id", "checkpoint_id"]
     list_select_related = ["run"]
@@ -291,13 +714,17 @@ class StageExecutionAdmin(RetryAdminMixin, ReadOnlyAdmin):
     def run_link(self, stage):
         return format_html('<a href="{}">{}</a>', stage.run.admin_path, stage.run.short_id)
 
+    @admin.display(description="status", ordering="status")
+    def status_display(self, stage):
+        return status_badge(stage.status)
+
     @admin.action(permissions=["retry"], description="Retry from this stage")
     def retry_from_this_stage(self, request, queryset):
         retried, skipped = [], []
         for row in queryset.select_related("run"):
             try:
                 retried.append(
-                    retry_run(
+                    services.retry_run(
                         run=row.run,
                         stage_execution_id=row.pk,
                         requested_by=request.user,
@@ -314,3 +741,56 @@ class NodeInvocationAdmin(ReadOnlyAdmin):
     list_display = ["stage_name", "run", "outcome", "created_at"]
     list_filter = ["outcome", "stage_name"]
     list_select_related = ["run"]
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(ReadOnlyAdmin):
+    """Every operator action from every surface. Nobody adds, edits or deletes a record here,
+    superusers included: the audit trail is only written by the services."""
+
+    list_display = ["at", "action", "via", "actor_display", "run_link", "result_link", "reason"]
+    list_filter = [
+        "action",
+        "via",
+        ("actor", admin.RelatedOnlyFieldListFilter),
+        "at",
+    ]
+    search_fields = ["run__id", "result_run__id", "reason"]
+    date_hierarchy = "at"
+    list_select_related = ["actor"]
+    actions = None
+    fields = [
+        "at",
+        "action",
+        "via",
+        "actor",
+        "actor_label",
+        "run",
+        "result_run",
+        "reason",
+        "details_json",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="who", ordering="actor_label")
+    def actor_display(self, record):
+        return record.actor_label or (record.actor.get_username() if record.actor else "-")
+
+    @admin.display(description="run", ordering="run")
+    def run_link(self, record):
+        return _id_link(record.run_id)
+
+    @admin.display(description="produced run")
+    def result_link(self, record):
+        return _id_link(record.result_run_id)
+
+    @admin.display(description="details")
+    def details_json(self, record):
+        return format_html("<pre>{}</pre>", _json(record.details))
+
+
+def _id_link(run_id) -> str:
+    if run_id is None:
+        return "-"
+    url = reverse("admin:pipeline_pipelinerun_change", args=[run_id])
+    return format_html('<a href="{}">{}</a>', url, str(run_id)[:8])

@@ -50,3 +50,48 @@ def _default_stage(stages: list[StageExecution], preselect: str | None) -> int |
         return int(preselect)
     failed = [row.pk for row in stages if row.status == StageStatus.FAILED]
     return (failed or ids or [None])[-1]
+
+
+class ReasonForm(forms.Form):
+    """The confirmation of an action on a run (cancel, resume, rerun)."""
+
+    reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 80}),
+        help_text="Why; kept in the audit trail.",
+    )
+
+
+class StartRunForm(forms.Form):
+    graph = forms.ChoiceField(help_text="A registered graph.")
+    input = forms.CharField(
+        label="Input (JSON)",
+        widget=forms.Textarea(
+            attrs={
+                "rows": 8,
+                "cols": 80,
+                "class": "vLargeTextField",
+                "placeholder": '{"question": "Label the parts of a plant cell"}',
+            }
+        ),
+        help_text=(
+            "A JSON object, checked against the graph's input schema before anything is queued. "
+            'For GamED: {"question": "Label the parts of a plant cell"}, optionally with '
+            '"max_blueprint_attempts" and "faults".'
+        ),
+    )
+    reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 80}),
+        help_text="Why you are starting it; kept on the run.",
+    )
+
+    def __init__(self, *args, graphs: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["graph"].choices = [(name, name) for name in graphs]
+
+    def clean_input(self) -> object:
+        try:
+            return json.loads(self.cleaned_data["input"])
+        except json.JSONDecodeError as error:
+            raise forms.ValidationError(f"The input is not valid JSON: {error}.") from None

@@ -1,0 +1,294 @@
+"""What the run page draws: the stage timeline, the graph, what each stage changed.
+
+Pure presentation: inputs are rows the selectors returned and LangGraph's own description of a
+graph; nothing here queries the database or decides anything about a run.
+"""
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from langgraph.graph import END, START
+
+from pipeline.models import PipelineRun, StageExecution, StageStatus
+
+
+def format_ms(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f} s"
+    minutes, seconds = divmod(int(ms / 1000), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def stage_ms(stage: StageExecution, now: datetime) -> float | None:
+    """How long the stage took, or has been running so far."""
+    if stage.duration_ms is not None:
+        return stage.duration_ms
+    if stage.started_at and stage.status == StageStatus.RUNNING:
+        return (now - stage.started_at).total_seconds() * 1000
+    return None
+
+
+# Timeline -------------------------------------------------------------------------------------
+
+
+@dataclass
+class TimelineBar:
+    stage: StageExecution
+    left: float
+    width: float
+    duration: str
+    offset: str
+
+
+@dataclass
+class Timeline:
+    bars: list[TimelineBar]
+    ticks: list[tuple[float, str]]
+    span: str
+
+
+def build_timeline(run: PipelineRun, stages: list[StageExecution], now: datetime) -> Timeline:
+    """One bar per stage execution on the run's time axis, positioned in percent of it.
+
+    Reused stages took no time in this run: they sit at the start of the axis, drawn apart.
+    """
+    executed = [s for s in stages if s.started_at and s.status != StageStatus.REUSED]
+    starts = [s.started_at for s in executed] + ([run.started_at] if run.started_at else [])
+    if not starts:
+        bars = [TimelineBar(s, 0.0, 0.0, "reused", "") for s in stages]
+        return Timeline(bars=bars, ticks=[], span="")
+    origin = min(starts)
+    ends = [s.finished_at or now for s in executed]
+    if run.finished_at:
+        ends.append(run.finished_at)
+    elif not run.is_terminal:
+        ends.append(now)
+    span_ms = max((max(ends) - origin).total_seconds() * 1000, 1.0)
+
+    def percent(moment: datetime) -> float:
+        return min(max((moment - origin).total_seconds() * 1000 / span_ms * 100, 0.0), 100.0)
+
+    bars = []
+    for stage in stages:
+        if stage not in executed:
+            bars.append(TimelineBar(stage, 0.0, 0.0, "reused", ""))
+            continue
+        left = percent(stage.started_at)
+        right = percent(stage.finished_at or now)
+        offset_ms = (stage.started_at - origin).total_seconds() * 1000
+        bars.append(
+            TimelineBar(
+                stage,
+                left=round(left, 3),
+                width=round(max(right - left, 0.0), 3),
+                duration=format_ms(stage_ms(stage, now)),
+                offset=format_ms(offset_ms),
+            )
+        )
+    ticks = [(p, format_ms(span_ms * p / 100)) for p in (0.0, 25.0, 50.0, 75.0, 100.0)]
+    return Timeline(bars=bars, ticks=ticks, span=format_ms(span_ms))
+
+
+# Graph ----------------------------------------------------------------------------------------
+
+NODE_HEIGHT = 28
+LAYER_GAP = 26
+NODE_GAP = 18
+MARGIN = 16
+BACK_EDGE_ROOM = 70
+CHAR_WIDTH = 7.2
+
+
+@dataclass
+class GraphNode:
+    name: str
+    label: str
+    kind: str
+    x: float = 0.0
+    y: float = 0.0
+    width: float = 0.0
+    layer: int = 0
+    status: str = ""
+    executions: int = 0
+
+    @property
+    def cx(self) -> float:
+        return self.x + self.width / 2
+
+    @property
+    def text_y(self) -> float:
+        return self.y + NODE_HEIGHT / 2 + 4
+
+
+@dataclass
+class GraphEdge:
+    source: str
+    target: str
+    path: str
+    conditional: bool
+    back: bool
+
+
+@dataclass
+class GraphDrawing:
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    width: float
+    height: float
+    node_height: int = NODE_HEIGHT
+
+
+@dataclass
+class _Layout:
+    nodes: dict[str, GraphNode] = field(default_factory=dict)
+    edges: list[GraphEdge] = field(default_factory=list)
+    width: float = 0.0
+    height: float = 0.0
+
+
+def _back_edges(names: list[str], edges: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Edges that close a cycle (a validator sending work back), found by depth-first search."""
+    following: dict[str, list[str]] = {name: [] for name in names}
+    for source, target in edges:
+        following[source].append(target)
+    back, state = set(), {}
+    for first in sorted(names, key=lambda n: (n != START, names.index(n))):
+        if first in state:
+            continue
+        state[first] = "open"
+        stack = [(first, iter(following[first]))]
+        while stack:
+            node, targets = stack[-1]
+            target = next(targets, None)
+            if target is None:
+                state[node] = "done"
+                stack.pop()
+            elif state.get(target) == "open":
+                back.add((node, target))
+            elif target not in state:
+                state[target] = "open"
+                stack.append((target, iter(following[target])))
+    return back
+
+
+def layout_graph(description: Any) -> _Layout:
+    """A layered top-down drawing of a LangGraph `Graph` (from `get_graph()`)."""
+    names = list(description.nodes)
+    pairs = [(e.source, e.target) for e in description.edges]
+    back = _back_edges(names, pairs)
+    forward = [pair for pair in pairs if pair not in back]
+    layout = _Layout()
+    for name in names:
+        kind = "start" if name == START else "end" if name == END else "stage"
+        label = {"start": "start", "end": "end"}.get(kind, name)
+        layout.nodes[name] = GraphNode(
+            name=name, label=label, kind=kind, width=max(len(label) * CHAR_WIDTH + 24, 56)
+        )
+    # Longest path from the start gives each node its layer.
+    changed = True
+    while changed:
+        changed = False
+        for source, target in forward:
+            wanted = layout.nodes[source].layer + 1
+            if layout.nodes[target].layer < wanted:
+                layout.nodes[target].layer = wanted
+                changed = True
+    layers: dict[int, list[GraphNode]] = {}
+    for node in layout.nodes.values():
+        layers.setdefault(node.layer, []).append(node)
+    widest = max(sum(n.width for n in row) + NODE_GAP * (len(row) - 1) for row in layers.values())
+    layout.width = widest + 2 * MARGIN + (BACK_EDGE_ROOM if back else 0)
+    for index in sorted(layers):
+        row = layers[index]
+        row_width = sum(n.width for n in row) + NODE_GAP * (len(row) - 1)
+        x = MARGIN + (widest - row_width) / 2
+        for node in row:
+            node.x, node.y = x, MARGIN + index * (NODE_HEIGHT + LAYER_GAP)
+            x += node.width + NODE_GAP
+    layout.height = MARGIN * 2 + len(layers) * (NODE_HEIGHT + LAYER_GAP) - LAYER_GAP
+    loops = 0
+    for edge in description.edges:
+        source, target = layout.nodes[edge.source], layout.nodes[edge.target]
+        is_back = (edge.source, edge.target) in back
+        if is_back:
+            loops += 1
+            bulge = max(source.x + source.width, target.x + target.width) + 30 * loops
+            sy, ty = source.y + NODE_HEIGHT / 2, target.y + NODE_HEIGHT / 2
+            sx, tx = source.x + source.width, target.x + target.width + 6
+            path = (
+                f"M{sx:.1f},{sy:.1f} C{bulge:.1f},{sy:.1f} {bulge:.1f},{ty:.1f} {tx:.1f},{ty:.1f}"
+            )
+        else:
+            sx, sy = source.cx, source.y + NODE_HEIGHT
+            tx, ty = target.cx, target.y - 6
+            if target.layer - source.layer > 1:
+                side = max(source.x + source.width, target.x + target.width) + 24
+                path = (
+                    f"M{sx:.1f},{sy:.1f} C{side:.1f},{sy:.1f} {side:.1f},{ty:.1f} {tx:.1f},{ty:.1f}"
+                )
+            else:
+                path = f"M{sx:.1f},{sy:.1f} L{tx:.1f},{ty:.1f}"
+        layout.edges.append(
+            GraphEdge(edge.source, edge.target, path, bool(edge.conditional), is_back)
+        )
+    return layout
+
+
+def draw_graph(layout: _Layout, stages: list[StageExecution]) -> GraphDrawing:
+    """The layout with each node coloured by the status of its latest execution in the run."""
+    latest: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for stage in stages:
+        latest[stage.stage_name] = stage.status
+        counts[stage.stage_name] = counts.get(stage.stage_name, 0) + 1
+    nodes = [
+        replace(node, status=latest.get(node.name, ""), executions=counts.get(node.name, 0))
+        for node in layout.nodes.values()
+    ]
+    return GraphDrawing(nodes=nodes, edges=layout.edges, width=layout.width, height=layout.height)
+
+
+# Stage details --------------------------------------------------------------------------------
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _is_truncated(snapshot: Any) -> bool:
+    return isinstance(snapshot, dict) and snapshot.get("_truncated") is True
+
+
+@dataclass
+class StateChange:
+    key: str
+    before: str
+    update: str
+    changed: bool
+
+
+def stage_changes(stage: StageExecution) -> list[StateChange]:
+    """Each state key the stage's update wrote, with its value in the state the stage read."""
+    update, before = stage.output_snapshot, stage.input_snapshot
+    if not isinstance(update, dict) or _is_truncated(update):
+        return []
+    if not isinstance(before, dict) or _is_truncated(before):
+        before = {}
+    return [
+        StateChange(
+            key=key,
+            before=pretty_json(before[key]) if key in before else "(not set)",
+            update=pretty_json(value),
+            changed=key not in before or before[key] != value,
+        )
+        for key, value in update.items()
+    ]
