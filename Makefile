@@ -8,7 +8,7 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/gamed
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: install run migrate test test-sqlite test-postgres lint check-services bench clean
+.PHONY: install run migrate test test-sqlite test-postgres lint check-services chromium bench clean
 
 install: $(STAMP)
 
@@ -33,7 +33,11 @@ lint: install
 check-services: install
 	@$(BIN)/python -m tests.services "$(TEST_POSTGRES_URL)" "$(TEST_REDIS_URL)"
 
-test: lint check-services test-sqlite test-postgres
+# The browser tests drive Debian's Chromium; Playwright never downloads a browser here.
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: lint check-services chromium test-sqlite test-postgres
 
 test-sqlite: install
 	env -u DATABASE_URL -u CHECKPOINT_DATABASE_URL -u REDIS_URL \
