@@ -1,48 +1,50 @@
-"""The JSON API (django-ninja). Endpoints parse, authorize, call pipeline services, render."""
+"""The JSON API (django-ninja). Endpoints parse, authorize, call pipeline services, render.
 
-from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest
-from ninja import NinjaAPI, Status
+Routers per resource live in `observability.endpoints`; errors are mapped here, once, to one
+shape: `{"detail": ..., "code": ...}`.
+"""
+
+import logging
+
+from django.http import Http404, HttpRequest, JsonResponse
+from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
-from ninja.security import SessionAuthIsStaff
 
-from observability.schemas import ErrorOut, RetryIn, RetryPlanOut, RunDetailOut
-from pipeline import services
-from pipeline.exceptions import (
-    Conflict,
-    InvalidInput,
-    PipelineError,
-    RunNotFound,
-    StageNotFound,
-    UnknownGraph,
-)
-from pipeline.models import Surface
-from pipeline.selectors import get_run
+from observability.auth import API_AUTH, BadApiKey, docs_access
+from observability.endpoints import actions, events, graphs, health, runs
+from observability.errors import status_for
+from pipeline.exceptions import PipelineError
+
+logger = logging.getLogger(__name__)
 
 api = NinjaAPI(
     title="gamed-console API",
     version="1",
-    description="Runs of LangGraph pipelines: start, inspect, retry from a stage.",
+    description=(
+        "Runs of LangGraph pipelines: start, inspect, follow, retry from a stage.\n\n"
+        "Authenticate with an API key (`X-API-Key: <key>` or `Authorization: Bearer <key>`) "
+        "or a staff session (with the CSRF token on writes). Every error has the shape "
+        '`{"detail": "...", "code": "..."}`.'
+    ),
     urls_namespace="api",
-    auth=SessionAuthIsStaff(),
-    docs_decorator=staff_member_required,
+    auth=API_AUTH,
+    docs_decorator=docs_access,
 )
+api.add_router("", graphs.router)
+api.add_router("", runs.router)
+api.add_router("", actions.router)
+api.add_router("", events.router)
+api.add_router("", health.router)
 
-STATUS_FOR = [
-    ((RunNotFound, StageNotFound), 404),
-    ((Conflict,), 409),
-    ((InvalidInput, UnknownGraph), 422),
-]
-ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
+
+def error(request: HttpRequest, status: int, detail: str, code: str, **extra):
+    return api.create_response(request, {"detail": detail, "code": code, **extra}, status=status)
 
 
 @api.exception_handler(PipelineError)
 def pipeline_error(request: HttpRequest, exc: PipelineError):
-    status = next((code for kinds, code in STATUS_FOR if isinstance(exc, kinds)), 400)
-    return api.create_response(
-        request, {"detail": exc.message, "code": exc.code, **exc.details}, status=status
-    )
+    return error(request, status_for(exc), exc.message, exc.code, **exc.details)
 
 
 @api.exception_handler(NinjaValidationError)
@@ -50,57 +52,42 @@ def invalid_request(request: HttpRequest, exc: NinjaValidationError):
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors
     )
-    return api.create_response(
-        request, {"detail": problems or "invalid request", "code": "invalid_request"}, status=422
-    )
+    return error(request, 422, problems or "invalid request", "invalid_request")
 
 
 @api.exception_handler(AuthenticationError)
 def unauthenticated(request: HttpRequest, exc: AuthenticationError):
-    return api.create_response(
+    if isinstance(exc, BadApiKey):
+        return error(request, 401, str(exc), "invalid_api_key")
+    return error(
         request,
-        {"detail": "Authentication required: a staff session.", "code": "unauthorized"},
-        status=401,
+        401,
+        "Authentication required: an API key (X-API-Key or Authorization: Bearer) or a staff "
+        "session.",
+        "unauthorized",
     )
 
 
 @api.exception_handler(HttpError)
 def http_error(request: HttpRequest, exc: HttpError):
-    code = {403: "forbidden", 404: "not_found"}.get(exc.status_code, "error")
-    return api.create_response(request, {"detail": str(exc), "code": code}, status=exc.status_code)
+    default = {403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+    code = getattr(exc, "code", None) or default.get(exc.status_code, "error")
+    if exc.status_code == 403 and "CSRF" in str(exc):
+        code = "csrf_failed"
+    return error(request, exc.status_code, str(exc), code)
 
 
-def require_perm(request: HttpRequest, perm: str) -> None:
-    if not request.user.has_perm(f"pipeline.{perm}_pipelinerun"):
-        raise HttpError(403, f"You do not have permission to {perm} runs.")
+@api.exception_handler(Http404)
+def not_found(request: HttpRequest, exc: Http404):
+    return error(request, 404, "Not found.", "not_found")
 
 
-@api.get("/runs/{run_id}", response={200: RunDetailOut, **ERRORS}, tags=["runs"])
-def run_detail(request: HttpRequest, run_id: str):
-    """One run with its stages."""
-    return get_run(run_id)
+@api.exception_handler(Exception)
+def server_error(request: HttpRequest, exc: Exception):
+    logger.exception("API error on %s %s", request.method, request.path)
+    return error(request, 500, "Internal server error.", "server_error")
 
 
-@api.post(
-    "/runs/{run_id}/retry",
-    response={201: RunDetailOut, 200: RetryPlanOut, **ERRORS},
-    tags=["actions"],
-)
-def retry(request: HttpRequest, run_id: str, payload: RetryIn):
-    """Retry a finished run from a stage: a new run resumes from the checkpoint before it.
-
-    With `dry_run` nothing is created and the plan is returned (200).
-    """
-    require_perm(request, "retry")
-    run = get_run(run_id)
-    target = {
-        "from_stage": payload.from_stage,
-        "stage_execution_id": payload.stage_execution_id,
-        "state_patch": payload.state_patch,
-    }
-    if payload.dry_run:
-        return Status(200, services.plan_retry(run=run, **target).to_dict())
-    new = services.retry_run(
-        run=run, requested_by=request.user, via=Surface.API, reason=payload.reason, **target
-    )
-    return Status(201, get_run(str(new.pk)))
+def unknown_endpoint(request: HttpRequest, rest: str = "") -> JsonResponse:
+    """Paths under /api/ that match no endpoint answer in the API's error shape too."""
+    return JsonResponse({"detail": "No such API endpoint.", "code": "not_found"}, status=404)

@@ -1,8 +1,13 @@
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 from uuid import UUID
 
-from ninja import Field, Schema
+from django.db.models import Q
+from ninja import Field, FilterSchema, Schema
+
+from pipeline.models import RunStatus, StageStatus
+from pipeline.selectors import runs_failed_at, runs_in_lineage
 
 
 class ErrorOut(Schema):
@@ -11,11 +16,15 @@ class ErrorOut(Schema):
     active_run_id: str | None = Field(None, description="The retry already in progress (409).")
 
 
+# Stages ----------------------------------------------------------------------------------------
+
+
 class StageOut(Schema):
     id: int
     stage_name: str
     stage_order: int
     status: str
+    attempt: int = 1
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: int | None
@@ -23,6 +32,21 @@ class StageOut(Schema):
     parent_checkpoint_id: str
     reused_from_id: int | None
     error_message: str
+    model_id: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None
+
+
+class StageDetailOut(StageOut):
+    run_id: UUID
+    task_id: str
+    input_snapshot: Any = Field(description="The stage's input (a marked preview when large).")
+    output_snapshot: Any = Field(description="What the stage returned (a preview when large).")
+    error_traceback: str
+
+
+# Runs ------------------------------------------------------------------------------------------
 
 
 class RunOut(Schema):
@@ -41,19 +65,152 @@ class RunOut(Schema):
     resume_note: str
     requested_via: str
     reason: str
+    cancel_requested: bool
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     admin_url: str
 
 
+class RunListItemOut(RunOut):
+    stage_count: int = Field(description="Stage executions recorded so far.")
+    stages_done: int = Field(description="Stages that succeeded or were reused.")
+    failed_stage: str | None = Field(description="The last stage that failed, if any.")
+
+
+class LineageRunOut(Schema):
+    id: UUID
+    parent_run_id: UUID | None
+    status: str
+    retry_from_stage: str
+    retry_depth: int
+    resume_mode: str
+    requested_via: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class TotalsOut(Schema):
+    duration_ms: int | None = Field(description="Wall time from start to end (or to now).")
+    stage_time_ms: int = Field(description="Time spent in stages this run executed.")
+    executed_stages: int
+    reused_stages: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
 class RunDetailOut(RunOut):
     output: dict[str, Any] | None
+    error_traceback: str
+    attempts: int
     stages: list[StageOut]
+    children: list[LineageRunOut] = Field(description="Retries and reruns of this run.")
+    ancestor_ids: list[UUID] = Field(description="From the root run down to the parent.")
+    lineage: list[LineageRunOut] = Field(
+        description="The whole retry tree of the root run, depth first."
+    )
+    totals: TotalsOut
 
-    @staticmethod
-    def resolve_stages(run) -> list:
-        return list(run.stages.all())
+
+def run_detail_payload(run) -> dict:
+    """What RunDetailOut shows of a run loaded by `selectors.get_run_detail`."""
+    executed = [s for s in run.stage_list if s.status != StageStatus.REUSED]
+    duration = run.duration
+    lineage = [member for member, _ in run.lineage.runs]
+    return {
+        **RunOut.from_orm(run).model_dump(),
+        "output": run.output,
+        "error_traceback": run.error_traceback,
+        "attempts": run.attempts,
+        "stages": run.stage_list,
+        "children": [member for member in lineage if member.parent_run_id == run.pk],
+        "ancestor_ids": run.ancestor_ids,
+        "lineage": lineage,
+        "totals": {
+            "duration_ms": int(duration.total_seconds() * 1000) if duration else None,
+            "stage_time_ms": sum(s.duration_ms or 0 for s in executed),
+            "executed_stages": len(executed),
+            "reused_stages": len(run.stage_list) - len(executed),
+            "prompt_tokens": sum(s.prompt_tokens or 0 for s in executed),
+            "completion_tokens": sum(s.completion_tokens or 0 for s in executed),
+            "cost_usd": float(sum((s.cost_usd or Decimal(0) for s in executed), Decimal(0))),
+        },
+    }
+
+
+class RunCreateIn(Schema):
+    graph: str = Field(description="A registered graph (see GET /api/graphs).", max_length=100)
+    input: dict[str, Any] = Field(description="Validated against the graph's input schema.")
+    reason: str = Field("", max_length=2000)
+
+
+class RunFilter(FilterSchema):
+    status: RunStatus | None = None
+    graph: str | None = None
+    root: UUID | None = Field(None, description="Runs in the retry tree of this root run.")
+    parent: UUID | None = Field(None, description="Direct retries and reruns of this run.")
+    failed_stage: str | None = Field(None, description="Runs in which this stage failed.")
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def filter_root(self, value: UUID | None) -> Q:
+        return runs_in_lineage(str(value)) if value else Q()
+
+    def filter_parent(self, value: UUID | None) -> Q:
+        return Q(parent_run_id=value) if value else Q()
+
+    def filter_failed_stage(self, value: str | None) -> Q:
+        return runs_failed_at(value) if value else Q()
+
+    def filter_created_after(self, value: datetime | None) -> Q:
+        return Q(created_at__gte=value) if value else Q()
+
+    def filter_created_before(self, value: datetime | None) -> Q:
+        return Q(created_at__lt=value) if value else Q()
+
+
+# Graphs and checkpoints ------------------------------------------------------------------------
+
+
+class GraphEdgeOut(Schema):
+    source: str
+    target: str
+    conditional: bool
+
+
+class GraphOut(Schema):
+    name: str
+    stages: list[str] = Field(description="The graph's nodes in declaration order.")
+    subject_field: str = Field(description="The input key that says what a run is about.")
+    input_schema: dict[str, Any] = Field(description="JSON Schema of a run's input.")
+    nodes: list[str]
+    edges: list[GraphEdgeOut]
+    mermaid: str = Field(description="The graph as a Mermaid flowchart.")
+
+
+class CheckpointOut(Schema):
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    step: int | None
+    source: str | None = Field(description="input, loop, update or fork (LangGraph's metadata).")
+    next: list[str] = Field(description="Stages that run after this checkpoint.")
+    created_at: datetime | None
+    written_by_stage_id: int | None = Field(description="The stage execution that wrote it.")
+
+
+class CheckpointTaskOut(Schema):
+    id: str
+    name: str
+    error: str | None
+
+
+class CheckpointStateOut(CheckpointOut):
+    values: dict[str, Any] = Field(description="The graph state at this checkpoint.")
+    tasks: list[CheckpointTaskOut]
+
+
+# Actions ---------------------------------------------------------------------------------------
 
 
 class RetryIn(Schema):
@@ -88,3 +245,81 @@ class RetryPlanOut(Schema):
     retry_depth: int
     state_diff: dict[str, Any]
     notes: list[str]
+
+
+class ActionIn(Schema):
+    reason: str = Field("", max_length=2000)
+
+
+BULK_RETRY_MAX = 50
+
+
+class BulkRetryIn(Schema):
+    status: Literal["failed", "cancelled", "interrupted", "succeeded"] = "failed"
+    graph: str | None = None
+    failed_stage: str | None = Field(None, description="Only runs in which this stage failed.")
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    from_stage: str | None = Field(
+        None, description="Retry from this stage; by default from each run's failed stage."
+    )
+    limit: int = Field(
+        BULK_RETRY_MAX, ge=1, le=BULK_RETRY_MAX, description="At most this many runs, newest first."
+    )
+    reason: str = Field("", max_length=2000)
+
+
+class BulkRetriedOut(Schema):
+    run_id: UUID
+    new_run_id: UUID
+    from_stage: str
+
+
+class BulkSkippedOut(Schema):
+    run_id: UUID
+    code: str
+    detail: str
+
+
+class BulkRetryOut(Schema):
+    matched: int = Field(description="Runs the filter selected (at most `limit` are handled).")
+    retried: list[BulkRetriedOut]
+    skipped: list[BulkSkippedOut]
+    remaining: int = Field(description="Matching runs left for another call.")
+    next_created_before: str | None = Field(
+        description="Pass as `created_before` to handle the remaining runs (ISO 8601, with "
+        "microseconds)."
+    )
+
+
+# Health ----------------------------------------------------------------------------------------
+
+
+class CheckOut(Schema):
+    ok: bool
+    detail: str
+
+
+class HealthOut(Schema):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, CheckOut]
+
+
+# Events ----------------------------------------------------------------------------------------
+
+
+class RunEventOut(Schema):
+    """The `data` of one Server-Sent Event (JSON); stage events carry the stage's fields."""
+
+    event: str = Field(description="Also the SSE `event` field.")
+    run_id: UUID
+    status: str = Field(description="The run's status (run events) or the stage's.")
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error_message: str = ""
+    id: int | None = Field(None, description="Stage execution id (stage events).")
+    stage_name: str | None = None
+    stage_order: int | None = None
+    duration_ms: int | None = None
+    checkpoint_id: str | None = None
+    reused_from_id: int | None = None

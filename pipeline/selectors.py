@@ -8,6 +8,7 @@ from django.db import connection
 from django.db.models import (
     Aggregate,
     Count,
+    Exists,
     FloatField,
     IntegerField,
     OuterRef,
@@ -264,3 +265,39 @@ def run_outcomes_by_day(*, days: int = 14) -> dict[str, list[tuple[date, dict[st
         ]
         for graph, by_day in sorted(counts.items())
     }
+
+
+# --- Reads of the JSON API (observability.api) -------------------------------------------------
+
+
+def api_runs() -> QuerySet[PipelineRun]:
+    """`console_runs()` newest first, ties broken by id so that pages are stable."""
+    return console_runs().order_by("-created_at", "-id")
+
+
+def runs_failed_at(stage_name: str) -> Q:
+    """Runs in which `stage_name` failed (a filter for `api_runs()`)."""
+    failed = StageExecution.objects.filter(
+        run=OuterRef("pk"), stage_name=stage_name, status=StageStatus.FAILED
+    )
+    return Q(Exists(failed))
+
+
+def runs_in_lineage(run_id: str) -> Q:
+    """The retry tree `run_id` is the root of (or belongs to, given its root's id)."""
+    return Q(pk=run_id) | Q(root_run_id=run_id)
+
+
+def get_run_detail(run_id: str) -> PipelineRun:
+    """A run with `stage_list`, `lineage` and `ancestor_ids`: the same few queries whatever
+    the number of stages or retries."""
+    run = get_run(run_id)
+    run.stage_list = list(run.stages.order_by("stage_order"))
+    run.lineage = run_lineage(run)
+    parents = {member.pk: member.parent_run_id for member, _ in run.lineage.runs}
+    ancestors, parent = [], run.parent_run_id
+    while parent is not None and parent not in ancestors:
+        ancestors.append(parent)
+        parent = parents.get(parent)
+    run.ancestor_ids = ancestors[::-1]
+    return run

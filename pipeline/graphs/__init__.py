@@ -103,3 +103,11 @@ def subject_of(name: str, data: dict) -> str:
     field = getattr(builder_for(name), "subject_field", "question")
     value = data.get(field, "")
     return str(value)[:255] if value is not None else ""
+
+
+def input_json_schema(name: str) -> dict:
+    """JSON Schema of the graph's input (what `validate_input` accepts)."""
+    schema = state_graph(name).input_schema
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return schema.model_json_schema()
+    return _adapter(schema).json_schema()

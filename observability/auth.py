@@ -1,0 +1,98 @@
+"""Who is calling the API: an API key (acting as its owner) or a staff session."""
+
+from dataclasses import dataclass
+from functools import wraps
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import HttpRequest
+from ninja.errors import AuthenticationError, HttpError
+from ninja.security import APIKeyHeader, SessionAuthIsStaff
+
+from observability.models import ApiKey
+
+
+class ApiError(HttpError):
+    """An HTTP error with a stable machine-readable code."""
+
+    def __init__(self, status_code: int, message: str, code: str):
+        super().__init__(status_code, message)
+        self.code = code
+
+
+class BadApiKey(AuthenticationError):
+    def __init__(self):
+        super().__init__(message="Invalid or revoked API key.")
+
+
+class ApiKeyAuth(APIKeyHeader):
+    """`X-API-Key: <key>`, or `Authorization: Bearer <key>`."""
+
+    param_name = "X-API-Key"
+
+    def _get_key(self, request: HttpRequest) -> str | None:
+        key = super()._get_key(request)
+        if key:
+            return key
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> ApiKey | None:
+        if not key:
+            return None  # no key: a staff session may still authenticate the request
+        api_key = ApiKey.objects.authenticate(key)
+        if api_key is None:
+            raise BadApiKey()
+        api_key.touch()
+        return api_key
+
+
+API_AUTH = [ApiKeyAuth(), SessionAuthIsStaff()]
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: AbstractBaseUser
+    api_key: ApiKey | None = None
+
+    @property
+    def actor_label(self) -> str:
+        return self.api_key.label if self.api_key else ""
+
+    @property
+    def scope(self) -> str:
+        """Who an Idempotency-Key belongs to."""
+        return f"key:{self.api_key.pk}" if self.api_key else f"user:{self.user.pk}"
+
+
+def caller(request: HttpRequest) -> Caller:
+    auth = getattr(request, "auth", None)
+    if isinstance(auth, ApiKey):
+        return Caller(user=auth.owner, api_key=auth)
+    return Caller(user=request.user)
+
+
+def require_perm(request: HttpRequest, perm: str) -> Caller:
+    """The caller, if it may write and has `pipeline.<perm>_pipelinerun`; 403 otherwise."""
+    who = caller(request)
+    if who.api_key is not None and not who.api_key.can_write:
+        raise ApiError(403, "This API key is read-only; use a read-write key.", "read_only_key")
+    if not who.user.has_perm(f"pipeline.{perm}_pipelinerun"):
+        raise ApiError(403, f"You do not have permission to {perm} runs.", "forbidden")
+    return who
+
+
+def docs_access(view):
+    """The OpenAPI schema and docs: a valid API key or a staff session (else the login page)."""
+    staff_view = staff_member_required(view)
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        key = ApiKeyAuth()._get_key(request)
+        if key and ApiKey.objects.authenticate(key) is not None:
+            return view(request, *args, **kwargs)
+        return staff_view(request, *args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,156 @@
+"""What operators do to runs: retry from a stage, cancel, resume, rerun, retry many at once."""
+
+from uuid import UUID
+
+from django.http import HttpRequest
+from ninja import Router, Status
+
+from observability.auth import require_perm
+from observability.endpoints.runs import run_detail_json
+from observability.errors import errors, status_for
+from observability.idempotency import IdempotencyKey, idempotent
+from observability.schemas import (
+    ActionIn,
+    BulkRetryIn,
+    BulkRetryOut,
+    RetryIn,
+    RetryPlanOut,
+    RunDetailOut,
+)
+from pipeline import services
+from pipeline.exceptions import PipelineError
+from pipeline.models import Surface
+from pipeline.selectors import api_runs, get_run, runs_failed_at
+
+router = Router(tags=["actions"])
+
+
+@router.post(
+    "/runs/{uuid:run_id}/retry",
+    response={201: RunDetailOut, 200: RetryPlanOut, **errors(404, 409, 422)},
+)
+def retry(
+    request: HttpRequest,
+    run_id: UUID,
+    payload: RetryIn,
+    idempotency_key: IdempotencyKey = None,
+):
+    """Retry a finished run from a stage: a new run resumes from the checkpoint before it.
+
+    With `dry_run` nothing is created and the plan is returned (200).
+    """
+    who = require_perm(request, "retry")
+    run = get_run(str(run_id))
+    target = {
+        "from_stage": payload.from_stage,
+        "stage_execution_id": payload.stage_execution_id,
+        "state_patch": payload.state_patch,
+    }
+    if payload.dry_run:
+        return Status(200, services.plan_retry(run=run, **target).to_dict())
+
+    def create() -> tuple[int, dict]:
+        new = services.retry_run(
+            run=run,
+            requested_by=who.user,
+            via=Surface.API,
+            reason=payload.reason,
+            actor_label=who.actor_label,
+            **target,
+        )
+        return 201, run_detail_json(new.pk)
+
+    body = {"run_id": str(run_id), **payload.model_dump(mode="json")}
+    return idempotent(request, who, idempotency_key, body, create, status_for)
+
+
+@router.post("/runs/{uuid:run_id}/cancel", response={200: RunDetailOut, **errors(404, 409, 422)})
+def cancel(request: HttpRequest, run_id: UUID, payload: ActionIn):
+    """Cancel a run: a pending or interrupted one at once, a running one at its next stage
+    boundary (`cancel_requested` is set until then)."""
+    who = require_perm(request, "cancel")
+    services.cancel_run(
+        run=get_run(str(run_id)),
+        requested_by=who.user,
+        via=Surface.API,
+        reason=payload.reason,
+        actor_label=who.actor_label,
+    )
+    return run_detail_json(run_id)
+
+
+@router.post("/runs/{uuid:run_id}/resume", response={200: RunDetailOut, **errors(404, 409, 422)})
+def resume(request: HttpRequest, run_id: UUID, payload: ActionIn):
+    """Resume an interrupted or cancelled run in place, from its latest checkpoint."""
+    who = require_perm(request, "resume")
+    services.resume_run(
+        run=get_run(str(run_id)),
+        requested_by=who.user,
+        via=Surface.API,
+        reason=payload.reason,
+        actor_label=who.actor_label,
+    )
+    return run_detail_json(run_id)
+
+
+@router.post("/runs/{uuid:run_id}/rerun", response={201: RunDetailOut, **errors(404, 409, 422)})
+def rerun(request: HttpRequest, run_id: UUID, payload: ActionIn):
+    """Run the graph again from the run's original input, as a new run in its lineage."""
+    who = require_perm(request, "retry")
+    new = services.rerun_run(
+        run=get_run(str(run_id)),
+        requested_by=who.user,
+        via=Surface.API,
+        reason=payload.reason,
+        actor_label=who.actor_label,
+    )
+    return Status(201, run_detail_json(new.pk))
+
+
+@router.post("/runs/bulk-retry", response={200: BulkRetryOut, **errors(422)})
+def bulk_retry(request: HttpRequest, payload: BulkRetryIn):
+    """Retry the runs a filter selects (by default: failed runs not retried yet), newest first,
+    at most `limit` (50) per call, each from its failed stage or from `from_stage`. Runs that
+    cannot be retried are skipped with the reason; for the `remaining` ones, call again with
+    `created_before` set to `next_created_before`."""
+    who = require_perm(request, "retry")
+    runs = api_runs().filter(status=payload.status, children__isnull=True)
+    if payload.graph:
+        runs = runs.filter(graph=payload.graph)
+    if payload.failed_stage:
+        runs = runs.filter(runs_failed_at(payload.failed_stage))
+    if payload.created_after:
+        runs = runs.filter(created_at__gte=payload.created_after)
+    if payload.created_before:
+        runs = runs.filter(created_at__lt=payload.created_before)
+    matched = runs.count()
+    retried, skipped = [], []
+    page = list(runs[: payload.limit])
+    for run in page:
+        stage = payload.from_stage or run.failed_stage
+        if not stage:
+            skipped.append(
+                {"run_id": run.pk, "code": "no_failed_stage", "detail": "No stage failed."}
+            )
+            continue
+        try:
+            new = services.retry_run(
+                run=run,
+                from_stage=stage,
+                requested_by=who.user,
+                via=Surface.API,
+                reason=payload.reason,
+                actor_label=who.actor_label,
+            )
+        except PipelineError as exc:
+            skipped.append({"run_id": run.pk, "code": exc.code, "detail": exc.message})
+            continue
+        retried.append({"run_id": run.pk, "new_run_id": new.pk, "from_stage": stage})
+    remaining = matched - len(page)
+    return {
+        "matched": matched,
+        "retried": retried,
+        "skipped": skipped,
+        "remaining": remaining,
+        "next_created_before": page[-1].created_at.isoformat() if remaining else None,
+    }

@@ -1,0 +1,167 @@
+"""Runs: start one, list and filter them, read one with its stages, checkpoints and state."""
+
+import json
+from uuid import UUID
+
+from django.http import HttpRequest
+from ninja import Query, Router, Status
+from ninja.pagination import PageNumberPagination, paginate
+from ninja.responses import NinjaJSONEncoder
+
+from observability.auth import ApiError, require_perm
+from observability.errors import errors, status_for
+from observability.idempotency import IdempotencyKey, idempotent
+from observability.schemas import (
+    CheckpointOut,
+    CheckpointStateOut,
+    RunCreateIn,
+    RunDetailOut,
+    RunFilter,
+    RunListItemOut,
+    StageDetailOut,
+    StageOut,
+    run_detail_payload,
+)
+from pipeline import services
+from pipeline.checkpointer import get_checkpointer
+from pipeline.forking import checkpoint_config
+from pipeline.graphs import compiled_graph
+from pipeline.models import StageExecution, StageStatus, Surface
+from pipeline.selectors import api_runs, get_run, get_run_detail
+from pipeline.snapshots import to_json
+
+router = Router(tags=["runs"])
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+
+
+def run_detail_json(run_id) -> dict:
+    """The run as the API renders it (kept verbatim for Idempotency-Key replays)."""
+    payload = RunDetailOut.model_validate(run_detail_payload(get_run_detail(str(run_id))))
+    return json.loads(json.dumps(payload.model_dump(), cls=NinjaJSONEncoder))
+
+
+@router.post("/runs", response={201: RunDetailOut, **errors(422, 409)})
+def create_run(
+    request: HttpRequest,
+    payload: RunCreateIn,
+    idempotency_key: IdempotencyKey = None,
+):
+    """Start a run of a graph. The input is validated against the graph's input schema before
+    anything is queued. With an `Idempotency-Key`, sending the same request again returns the
+    first response and starts nothing."""
+    who = require_perm(request, "start")
+
+    def start() -> tuple[int, dict]:
+        run = services.start_run(
+            graph=payload.graph,
+            input=payload.input,
+            reason=payload.reason,
+            requested_by=who.user,
+            via=Surface.API,
+            actor_label=who.actor_label,
+        )
+        return 201, run_detail_json(run.pk)
+
+    return idempotent(
+        request, who, idempotency_key, payload.model_dump(mode="json"), start, status_for
+    )
+
+
+@router.get("/runs", response={200: list[RunListItemOut], **errors(422)})
+@paginate(PageNumberPagination, page_size=PAGE_SIZE, max_page_size=MAX_PAGE_SIZE)
+def list_runs(request: HttpRequest, filters: Query[RunFilter]):
+    """Runs, newest first (ties by id), filtered; `page_size` is at most 100."""
+    return filters.filter(api_runs())
+
+
+@router.get("/runs/{uuid:run_id}", response={200: RunDetailOut, **errors(404, 422)})
+def run_detail(request: HttpRequest, run_id: UUID):
+    """One run: its stages, its retries, its whole lineage and totals (time, tokens, cost)."""
+    return run_detail_payload(get_run_detail(str(run_id)))
+
+
+@router.get("/runs/{uuid:run_id}/stages", response={200: list[StageOut], **errors(404, 422)})
+def run_stages(request: HttpRequest, run_id: UUID):
+    """The run's stage executions in order (a stage that ran twice has two)."""
+    run = get_run(str(run_id))
+    return list(run.stages.order_by("stage_order"))
+
+
+@router.get(
+    "/runs/{uuid:run_id}/stages/{int:stage_id}", response={200: StageDetailOut, **errors(404, 422)}
+)
+def stage_detail(request: HttpRequest, run_id: UUID, stage_id: int):
+    """One stage execution with its input and output snapshots, error and traceback."""
+    stage = StageExecution.objects.filter(run_id=run_id, pk=stage_id).first()
+    if stage is None:
+        get_run(str(run_id))
+        raise ApiError(404, f"Run {run_id} has no stage execution {stage_id}.", "stage_not_found")
+    return stage
+
+
+def _checkpoint(snapshot, written_by: dict[str, int]) -> dict:
+    checkpoint_id = snapshot.config["configurable"]["checkpoint_id"]
+    parent = (
+        snapshot.parent_config["configurable"]["checkpoint_id"] if snapshot.parent_config else None
+    )
+    metadata = snapshot.metadata or {}
+    return {
+        "checkpoint_id": checkpoint_id,
+        "parent_checkpoint_id": parent,
+        "step": metadata.get("step"),
+        "source": metadata.get("source"),
+        "next": list(snapshot.next),
+        "created_at": snapshot.created_at,
+        "written_by_stage_id": written_by.get(checkpoint_id),
+    }
+
+
+def _written_by(run) -> dict[str, int]:
+    rows = run.stages.exclude(status=StageStatus.REUSED).exclude(checkpoint_id="")
+    return dict(rows.values_list("checkpoint_id", "pk"))
+
+
+@router.get(
+    "/runs/{uuid:run_id}/checkpoints", response={200: list[CheckpointOut], **errors(404, 422)}
+)
+def run_checkpoints(request: HttpRequest, run_id: UUID):
+    """LangGraph's state history of the run's own thread, newest first. A retry's thread starts
+    at the checkpoint it was forked from; earlier ones are on its parent's thread."""
+    run = get_run(str(run_id))
+    history = compiled_graph(run.graph).get_state_history(checkpoint_config(run.thread_id))
+    written_by = _written_by(run)
+    return [_checkpoint(snapshot, written_by) for snapshot in history]
+
+
+@router.get(
+    "/runs/{uuid:run_id}/checkpoints/{checkpoint_id}",
+    response={200: CheckpointStateOut, **errors(404, 422)},
+)
+def checkpoint_state(request: HttpRequest, run_id: UUID, checkpoint_id: str):
+    """The graph state at one checkpoint of the run's thread, and the tasks due after it."""
+    run = get_run(str(run_id))
+    config = checkpoint_config(run.thread_id, checkpoint_id)
+    if get_checkpointer().get_tuple(config) is None:
+        raise ApiError(
+            404,
+            f"Run {run_id} has no checkpoint {checkpoint_id!r} on its thread.",
+            "checkpoint_not_found",
+        )
+    snapshot = compiled_graph(run.graph).get_state(config)
+    return Status(
+        200,
+        {
+            **_checkpoint(snapshot, _written_by(run)),
+            "values": to_json(snapshot.values),
+            "tasks": [
+                {
+                    "id": task.id,
+                    "name": task.name,
+                    "error": repr(task.error) if task.error is not None else None,
+                }
+                for task in snapshot.tasks
+            ],
+        },
+    )
