@@ -38,6 +38,7 @@ from pipeline.models import (
 )
 from pipeline.selectors import (
     DONE_STAGE_STATUSES,
+    StageLogs,
     console_runs,
     failed_stage_names,
     get_run,
@@ -45,6 +46,7 @@ from pipeline.selectors import (
     run_lineage,
     run_outcomes_by_day,
     run_stages,
+    stage_logs,
     stage_statistics,
 )
 
@@ -323,11 +325,14 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         """What changes while a run executes: progress, stage rows, timeline, graph colours."""
         now = timezone.now()
         stages = list(run_stages(run))
+        logs = stage_logs(run)
         return {
             "run": run,
             "run_duration": format_ms(run.duration.total_seconds() * 1000) if run.duration else "-",
             "stages_done": sum(1 for s in stages if s.status in DONE_STAGE_STATUSES),
-            "stage_rows": [self._stage_row(stage, now) for stage in stages],
+            "stage_rows": [
+                self._stage_row(stage, now, logs.get(stage.stage_order)) for stage in stages
+            ],
             "usage": _usage(stages),
             "timeline": build_timeline(run, stages, now),
             "graph": _graph_drawing(run.graph, stages),
@@ -347,9 +352,10 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             ),
         }
 
-    def _stage_row(self, stage: StageExecution, now) -> dict:
+    def _stage_row(self, stage: StageExecution, now, logs: StageLogs | None) -> dict:
         return {
             "stage": stage,
+            "logs": logs,
             "duration": format_ms(stage_ms(stage, now)),
             "changes": stage_changes(stage),
             "input_json": _json(stage.input_snapshot),
@@ -542,7 +548,16 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             title="Stage statistics",
             window=window,
             windows=self.STATS_WINDOWS.items(),
-            stats=stage_statistics(since=since),
+            stats=[
+                {
+                    "stats": row,
+                    "failure_rate": _percent(row.failure_rate),
+                    "p50": format_ms(row.p50_ms),
+                    "p95": format_ms(row.p95_ms),
+                    "retry_success": _percent(row.retry_success_rate),
+                }
+                for row in stage_statistics(since=since)
+            ],
             outcomes=[(graph, _outcome_rows(days)) for graph, days in outcomes.items()],
             statuses=[s.value for s in RunStatus],
         )
@@ -676,6 +691,10 @@ def _action_message(action: str, run: PipelineRun, result: PipelineRun) -> str:
     return f"Rerunning {run} from scratch: new run {result.short_id}."
 
 
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
+
+
 def _outcome_rows(days) -> list[dict]:
     rows = []
     for day, counts in days:
@@ -684,12 +703,12 @@ def _outcome_rows(days) -> list[dict]:
             {
                 "day": day,
                 "total": total,
-                "counts": counts,
+                "counts": [counts.get(status, "") for status in RunStatus],
                 "segments": [
-                    (status, n, round(n / total * 100, 2)) for status, n in counts.items() if n
-                ]
-                if total
-                else [],
+                    (status, counts[status], round(counts[status] / total * 100, 2))
+                    for status in RunStatus
+                    if counts.get(status)
+                ],
             }
         )
     return rows

@@ -1,5 +1,6 @@
 """Reads the surfaces share: annotated querysets so lists cost a constant number of queries."""
 
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -26,6 +27,7 @@ from pipeline.models import (
     PipelineRun,
     RunStatus,
     StageExecution,
+    StageLog,
     StageStatus,
 )
 
@@ -265,6 +267,36 @@ def run_outcomes_by_day(*, days: int = 14) -> dict[str, list[tuple[date, dict[st
         ]
         for graph, by_day in sorted(counts.items())
     }
+
+
+@dataclass
+class StageLogs:
+    total: int
+    shown: list[StageLog]
+
+    @property
+    def hidden(self) -> int:
+        return self.total - len(self.shown)
+
+
+def stage_logs(run: PipelineRun, *, first: int = 100) -> dict[int, StageLogs]:
+    """Per stage order: how many records the stage logged, its first `first` records and every
+    warning or error (a stage keeps at most GAMED_STAGE_LOG_LIMIT)."""
+    counts = (
+        StageLog.objects.filter(run=run)
+        .order_by()
+        .values("stage_order")
+        .annotate(n=Count("pk"))
+        .values_list("stage_order", "n")
+    )
+    logs = {order: StageLogs(total=n, shown=[]) for order, n in counts}
+    if logs:
+        shown = StageLog.objects.filter(
+            Q(seq__lte=first) | Q(level__gte=logging.WARNING), run=run
+        ).order_by("stage_order", "seq")
+        for record in shown:
+            logs[record.stage_order].shown.append(record)
+    return logs
 
 
 # --- Reads of the JSON API (observability.api) -------------------------------------------------

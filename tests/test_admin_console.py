@@ -1,5 +1,6 @@
 """The operator console's runs list and run page: what they show, and what they cost."""
 
+import logging
 import re
 from decimal import Decimal
 
@@ -10,7 +11,7 @@ from django.urls import reverse
 
 from observability.run_page import layout_graph, stage_changes
 from pipeline.graphs import compiled_graph
-from pipeline.models import PipelineRun, RunStatus, StageExecution, StageStatus
+from pipeline.models import PipelineRun, RunStatus, StageExecution, StageLog, StageStatus
 from tests.console import OPERATOR_PERMS, VIEW_PERMS, login, make_run, staff_user
 
 CHANGELIST = "/admin/pipeline/pipelinerun/"
@@ -213,11 +214,28 @@ def test_lineage_outcome_of_a_tree_where_nothing_succeeded(operator_client):
     assert "no run of the tree succeeded" in page.text
 
 
+def add_logs(run: PipelineRun, stage_order: int, count: int, warning_at: int | None = None):
+    StageLog.objects.bulk_create(
+        StageLog(
+            run=run,
+            stage_order=stage_order,
+            seq=seq,
+            level=logging.WARNING if seq == warning_at else logging.INFO,
+            level_name="WARNING" if seq == warning_at else "INFO",
+            logger="tests.console",
+            message=f"record {seq}",
+        )
+        for seq in range(1, count + 1)
+    )
+
+
 def test_run_page_query_count_is_the_same_for_3_and_30_stages(operator_client):
     small = make_run(stages=3)
     large = make_run(stages=30)
     for run in (small, large):
         make_run(parent_run=run, root_run=run, retry_depth=1, retry_from_stage="router")
+        for stage in run.stages.all():
+            add_logs(run, stage.stage_order, 3)
     operator_client.get(small.admin_path)
     assert queries_for(operator_client, large.admin_path) == queries_for(
         operator_client, small.admin_path
@@ -292,3 +310,13 @@ def test_stage_changes_compare_the_update_with_the_state_the_stage_read():
     assert changes["plan"].update == '{\n  "time": 60\n}'
     stage.output_snapshot = {"_truncated": True, "bytes": 99999, "preview": "{"}
     assert stage_changes(stage) == []
+
+
+def test_stage_logs_show_with_their_stage_warnings_always_included(operator_client):
+    run = make_run(status=RunStatus.FAILED, failed_at=2)
+    add_logs(run, 2, 151, warning_at=151)
+    text = operator_client.get(run.admin_path).text
+    assert "Logs (151)" in text
+    assert "record 100</pre>" in text and "record 101</pre>" not in text
+    assert '<tr class="log-level-warning">' in text and "record 151</pre>" in text
+    assert "50 more info/debug records not shown." in text

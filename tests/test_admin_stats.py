@@ -103,9 +103,11 @@ def test_stats_page_is_linked_from_the_admin_index_and_shows_both_tables(viewer_
     page = viewer_client.get(STATS)
     assert page.status_code == 200
     assert 'id="stats-router"' in page.text
-    assert "1/1 (100%)" in page.text
+    assert "1/1 (100.0%)" in page.text
     assert 'id="outcomes-gamed"' in page.text
     assert viewer_client.get(STATS, {"days": "all"}).status_code == 200
+    retries = viewer_client.get("/admin/pipeline/pipelinerun/", {"retry_from_stage": "router"})
+    assert retries.context["cl"].result_count == 1
 
 
 def test_stats_page_needs_the_view_permission(db):
