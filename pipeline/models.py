@@ -181,6 +181,13 @@ class StageExecution(models.Model):
     output_snapshot = models.JSONField(null=True, blank=True)
     error_message = models.TextField(blank=True)
     error_traceback = models.TextField(blank=True)
+    logs = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Log records the stage emitted: level, level_name, logger, message, time "
+        "(epoch seconds), extra. Capped at GAMED_STAGE_LOG_LIMIT; a last record says how many "
+        "were dropped.",
+    )
     checkpoint_id = models.CharField(max_length=64, blank=True)
     parent_checkpoint_id = models.CharField(max_length=64, blank=True)
     reused_from = models.ForeignKey(
@@ -213,27 +220,6 @@ class StageExecution(models.Model):
     def original_id(self) -> int:
         """The row that really executed this stage (itself, unless reused)."""
         return self.reused_from_id or self.pk
-
-
-class StageLog(models.Model):
-    """A log record a stage emitted while it ran (see pipeline/stagelogs.py)."""
-
-    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="logs")
-    stage_order = models.PositiveIntegerField()
-    seq = models.PositiveIntegerField()
-    level = models.PositiveSmallIntegerField()
-    level_name = models.CharField(max_length=20)
-    logger = models.CharField(max_length=200)
-    message = models.TextField()
-    created_at = models.DateTimeField(null=True, blank=True)
-    extra = models.JSONField(default=dict, blank=True)
-
-    class Meta:
-        ordering = ["run", "stage_order", "seq"]
-        indexes = [models.Index(fields=["run", "stage_order", "seq"], name="stagelog_run_stage")]
-
-    def __str__(self) -> str:
-        return f"{self.level_name} {self.logger}: {self.message[:60]}"
 
 
 class NodeInvocation(models.Model):

@@ -11,7 +11,7 @@ import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import ClassVar
 
 import psycopg
@@ -32,7 +32,6 @@ from pipeline.models import (
     ResumeMode,
     RunStatus,
     StageExecution,
-    StageLog,
     StageStatus,
 )
 from pipeline.snapshots import capped, to_json
@@ -181,29 +180,17 @@ class RowWriter:
     def _write(self, run_id, ops: list[tuple]) -> None:
         new: dict[int, dict] = {}
         changed: dict[int, dict] = {}
-        logs: list[StageLog] = []
         heartbeat = False
         for _, kind, order, fields in ops:
             if kind == "heartbeat":
                 heartbeat = True
-            elif kind == "logs":
-                logs += [
-                    StageLog(
-                        run_id=run_id,
-                        stage_order=order,
-                        seq=seq,
-                        created_at=_timestamp(record.pop("created")),
-                        **record,
-                    )
-                    for seq, record in enumerate(fields["records"], start=1)
-                ]
             elif kind == "insert":
                 new[order] = fields
             elif order in new:
                 new[order].update(fields)
             else:
                 changed.setdefault(order, {}).update(fields)
-        statements = bool(new) + len(changed) + heartbeat + bool(logs)
+        statements = bool(new) + len(changed) + heartbeat
         with transaction.atomic() if statements > 1 else contextlib.nullcontext():
             if new:
                 StageExecution.objects.bulk_create(
@@ -212,8 +199,6 @@ class RowWriter:
                 )
             for order, fields in changed.items():
                 StageExecution.objects.filter(run_id=run_id, stage_order=order).update(**fields)
-            if logs:
-                StageLog.objects.bulk_create(logs)
             if heartbeat:
                 renew_leases([run_id], worker_id())
 
@@ -302,10 +287,10 @@ class StageRecorder:
         if data["id"] not in self.running:
             return
         order, started = self.running.pop(data["id"])
-        self._save_logs(order, data["id"])
         fields = {
             "finished_at": timezone.now(),
             "duration_ms": int((time.monotonic() - started) * 1000),
+            **self._logs(data["id"]),
         }
         error = data.get("error")
         if error is None:
@@ -320,9 +305,10 @@ class StageRecorder:
             **fields,
         )
 
-    def _save_logs(self, order: int, task_id: str) -> None:
-        if records := self.logs.collect(str(self.run.pk), task_id):
-            self.writer.put(self.run.pk, "logs", order, {"records": records})
+    def _logs(self, task_id: str) -> dict:
+        """The stage's captured log records, as fields of its row (none: nothing to write)."""
+        records = self.logs.collect(str(self.run.pk), task_id)
+        return {"logs": records} if records else {}
 
     def flush(self, checkpoint_id: str = "") -> None:
         for order, fields in self.awaiting_checkpoint:
@@ -334,9 +320,9 @@ class StageRecorder:
         self.flush()
         now = timezone.now()
         for task_id, (order, started) in self.running.items():
-            self._save_logs(order, task_id)
             self._update(
                 order,
+                **self._logs(task_id),
                 status=status,
                 finished_at=now,
                 duration_ms=int((time.monotonic() - started) * 1000),
@@ -349,10 +335,6 @@ class StageRecorder:
     def heartbeat(self) -> None:
         """Renew the lease at a stage boundary (written with the stage's row)."""
         self.writer.put(self.run.pk, "heartbeat")
-
-
-def _timestamp(created: float | None) -> datetime | None:
-    return datetime.fromtimestamp(created, tz=UTC) if created else None
 
 
 def renew_leases(run_ids: list, worker: str) -> int:

@@ -2,7 +2,8 @@
 
 A handler on the root logger recognises records emitted inside a console run by LangGraph's
 runnable-config context (which names the run and the task), buffers them per stage in memory,
-and the runner writes them with the stage's row. Each stage keeps at most
+and the runner stores them in the stage's row (`StageExecution.logs`) when the stage ends: no
+statement per record. Each stage keeps at most
 GAMED_STAGE_LOG_LIMIT records; the rest are counted and reported in one closing record.
 """
 
@@ -28,8 +29,12 @@ MESSAGE_LIMIT = 4000
 
 @dataclass
 class _Buffer:
+    limit: int
     records: list[dict] = field(default_factory=list)
     dropped: int = 0
+
+
+_PLAIN = (str, int, float, bool, type(None))
 
 
 class StageLogCapture(logging.Handler):
@@ -40,7 +45,7 @@ class StageLogCapture(logging.Handler):
 
     def start_stage(self, run_id: str, task_id: str) -> None:
         with self._buffers_lock:
-            self._buffers[(run_id, task_id)] = _Buffer()
+            self._buffers[(run_id, task_id)] = _Buffer(limit=settings.GAMED_STAGE_LOG_LIMIT)
 
     def collect(self, run_id: str, task_id: str) -> list[dict]:
         """The stage's records, in order, plus one saying how many were dropped."""
@@ -50,7 +55,7 @@ class StageLogCapture(logging.Handler):
             return []
         records = buffer.records
         if buffer.dropped:
-            limit = settings.GAMED_STAGE_LOG_LIMIT
+            limit = buffer.limit
             records.append(
                 {
                     "level": logging.WARNING,
@@ -58,7 +63,7 @@ class StageLogCapture(logging.Handler):
                     "logger": __name__,
                     "message": f"{buffer.dropped} more log records were dropped: a stage keeps "
                     f"at most {limit} (GAMED_STAGE_LOG_LIMIT).",
-                    "created": records[-1]["created"] if records else None,
+                    "time": records[-1]["time"] if records else None,
                     "extra": {"dropped": buffer.dropped},
                 }
             )
@@ -73,21 +78,23 @@ class StageLogCapture(logging.Handler):
         buffer = self._buffers.get((run_id, namespace.rpartition(":")[2]))
         if buffer is None:
             return
-        if len(buffer.records) >= settings.GAMED_STAGE_LOG_LIMIT:
+        if len(buffer.records) >= buffer.limit:
             buffer.dropped += 1
             return
         message = record.getMessage()
         if record.exc_info:
             message += "\n" + logging.Formatter().formatException(record.exc_info)
-        extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        extra = {key: record.__dict__[key] for key in record.__dict__.keys() - _STANDARD}
+        if extra and not all(isinstance(value, _PLAIN) for value in extra.values()):
+            extra = capped(extra, 2048)
         buffer.records.append(
             {
                 "level": record.levelno,
                 "level_name": record.levelname,
                 "logger": record.name,
                 "message": message[:MESSAGE_LIMIT],
-                "created": record.created,
-                "extra": capped(extra, 2048) if extra else {},
+                "time": record.created,
+                "extra": extra,
             }
         )
 
