@@ -20,6 +20,7 @@ from observability.run_page import (
     format_ms,
     layout_graph,
     stage_changes,
+    stage_log_preview,
     stage_ms,
 )
 from pipeline import services
@@ -38,7 +39,6 @@ from pipeline.models import (
 )
 from pipeline.selectors import (
     DONE_STAGE_STATUSES,
-    StageLogs,
     console_runs,
     failed_stage_names,
     get_run,
@@ -46,7 +46,6 @@ from pipeline.selectors import (
     run_lineage,
     run_outcomes_by_day,
     run_stages,
-    stage_logs,
     stage_statistics,
 )
 
@@ -325,14 +324,11 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         """What changes while a run executes: progress, stage rows, timeline, graph colours."""
         now = timezone.now()
         stages = list(run_stages(run))
-        logs = stage_logs(run)
         return {
             "run": run,
             "run_duration": format_ms(run.duration.total_seconds() * 1000) if run.duration else "-",
             "stages_done": sum(1 for s in stages if s.status in DONE_STAGE_STATUSES),
-            "stage_rows": [
-                self._stage_row(stage, now, logs.get(stage.stage_order)) for stage in stages
-            ],
+            "stage_rows": [self._stage_row(stage, now) for stage in stages],
             "usage": _usage(stages),
             "timeline": build_timeline(run, stages, now),
             "graph": _graph_drawing(run.graph, stages),
@@ -352,10 +348,10 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             ),
         }
 
-    def _stage_row(self, stage: StageExecution, now, logs: StageLogs | None) -> dict:
+    def _stage_row(self, stage: StageExecution, now) -> dict:
         return {
             "stage": stage,
-            "logs": logs,
+            "logs": stage_log_preview(stage),
             "duration": format_ms(stage_ms(stage, now)),
             "changes": stage_changes(stage),
             "input_json": _json(stage.input_snapshot),

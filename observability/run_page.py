@@ -5,10 +5,12 @@ graph; nothing here queries the database or decides anything about a run.
 """
 
 import json
+import logging
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from django.utils import timezone
 from langgraph.graph import END, START
 
 from pipeline.models import PipelineRun, StageExecution, StageStatus
@@ -292,3 +294,34 @@ def stage_changes(stage: StageExecution) -> list[StateChange]:
         )
         for key, value in update.items()
     ]
+
+
+@dataclass
+class LogPreview:
+    total: int
+    shown: list[dict]
+
+    @property
+    def hidden(self) -> int:
+        return self.total - len(self.shown)
+
+
+def stage_log_preview(stage: StageExecution, first: int = 100) -> LogPreview | None:
+    """The stage's first `first` log records and every warning or error after them."""
+    # `logs` is the list of records the runner stores with the stage row.
+    records = getattr(stage, "logs", None)
+    if not isinstance(records, list) or not records:
+        return None
+    shown = [
+        {**record, "when": _clock(record.get("time"))}
+        for index, record in enumerate(records)
+        if index < first or record.get("level", 0) >= logging.WARNING
+    ]
+    return LogPreview(total=len(records), shown=shown)
+
+
+def _clock(epoch: Any) -> str:
+    if not isinstance(epoch, int | float):
+        return ""
+    moment = timezone.localtime(datetime.fromtimestamp(epoch, tz=UTC))
+    return moment.strftime("%H:%M:%S.%f")[:12]

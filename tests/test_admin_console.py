@@ -1,6 +1,5 @@
 """The operator console's runs list and run page: what they show, and what they cost."""
 
-import logging
 import re
 from decimal import Decimal
 
@@ -9,9 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from observability.run_page import layout_graph, stage_changes
+from observability.run_page import layout_graph, stage_changes, stage_log_preview
 from pipeline.graphs import compiled_graph
-from pipeline.models import PipelineRun, RunStatus, StageExecution, StageLog, StageStatus
+from pipeline.models import PipelineRun, RunStatus, StageExecution, StageStatus
 from tests.console import OPERATOR_PERMS, VIEW_PERMS, login, make_run, staff_user
 
 CHANGELIST = "/admin/pipeline/pipelinerun/"
@@ -214,28 +213,11 @@ def test_lineage_outcome_of_a_tree_where_nothing_succeeded(operator_client):
     assert "no run of the tree succeeded" in page.text
 
 
-def add_logs(run: PipelineRun, stage_order: int, count: int, warning_at: int | None = None):
-    StageLog.objects.bulk_create(
-        StageLog(
-            run=run,
-            stage_order=stage_order,
-            seq=seq,
-            level=logging.WARNING if seq == warning_at else logging.INFO,
-            level_name="WARNING" if seq == warning_at else "INFO",
-            logger="tests.console",
-            message=f"record {seq}",
-        )
-        for seq in range(1, count + 1)
-    )
-
-
 def test_run_page_query_count_is_the_same_for_3_and_30_stages(operator_client):
     small = make_run(stages=3)
     large = make_run(stages=30)
     for run in (small, large):
         make_run(parent_run=run, root_run=run, retry_depth=1, retry_from_stage="router")
-        for stage in run.stages.all():
-            add_logs(run, stage.stage_order, 3)
     operator_client.get(small.admin_path)
     assert queries_for(operator_client, large.admin_path) == queries_for(
         operator_client, small.admin_path
@@ -312,11 +294,15 @@ def test_stage_changes_compare_the_update_with_the_state_the_stage_read():
     assert stage_changes(stage) == []
 
 
-def test_stage_logs_show_with_their_stage_warnings_always_included(operator_client):
-    run = make_run(status=RunStatus.FAILED, failed_at=2)
-    add_logs(run, 2, 151, warning_at=151)
-    text = operator_client.get(run.admin_path).text
-    assert "Logs (151)" in text
-    assert "record 100</pre>" in text and "record 101</pre>" not in text
-    assert '<tr class="log-level-warning">' in text and "record 151</pre>" in text
-    assert "50 more info/debug records not shown." in text
+def test_stage_log_preview_keeps_the_first_records_and_every_warning():
+    stage = StageExecution()
+    stage.logs = [
+        {"level": 20, "level_name": "INFO", "logger": "t", "message": f"r{i}", "time": 0.5}
+        for i in range(1, 151)
+    ] + [{"level": 30, "level_name": "WARNING", "logger": "t", "message": "late", "time": 1.0}]
+    preview = stage_log_preview(stage)
+    assert preview.total == 151 and preview.hidden == 50
+    assert [r["message"] for r in preview.shown][-2:] == ["r100", "late"]
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", preview.shown[0]["when"])
+    stage.logs = []
+    assert stage_log_preview(stage) is None
