@@ -1,7 +1,8 @@
 """Reads the surfaces share: annotated querysets so lists cost a constant number of queries."""
 
+import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -265,6 +266,49 @@ def run_outcomes_by_day(*, days: int = 14) -> dict[str, list[tuple[date, dict[st
         ]
         for graph, by_day in sorted(counts.items())
     }
+
+
+@dataclass
+class LogLine:
+    """One record of `StageExecution.logs`, with the stage it belongs to."""
+
+    stage_order: int
+    seq: int
+    level: int
+    level_name: str
+    logger: str
+    message: str
+    created_at: datetime | None
+    extra: dict
+
+    @classmethod
+    def from_record(cls, stage_order: int, seq: int, record: dict) -> "LogLine":
+        when = record.get("time")
+        return cls(
+            stage_order=stage_order,
+            seq=seq,
+            level=record.get("level", logging.INFO),
+            level_name=record.get("level_name", "INFO"),
+            logger=record.get("logger", ""),
+            message=record.get("message", ""),
+            created_at=datetime.fromtimestamp(when, tz=UTC) if when else None,
+            extra=record.get("extra") or {},
+        )
+
+
+def log_lines(
+    run: PipelineRun, *, stage_order: int | None = None, min_level: int = 0
+) -> list[LogLine]:
+    """The run's stage log records in order, optionally of one stage and from a level up."""
+    stages = run.stages.order_by("stage_order")
+    if stage_order is not None:
+        stages = stages.filter(stage_order=stage_order)
+    return [
+        line
+        for order, records in stages.values_list("stage_order", "logs")
+        for seq, record in enumerate(records or [], start=1)
+        if (line := LogLine.from_record(order, seq, record)).level >= min_level
+    ]
 
 
 # --- Reads of the JSON API (observability.api) -------------------------------------------------
