@@ -308,8 +308,7 @@ class LogPreview:
 
 def stage_log_preview(stage: StageExecution, first: int = 100) -> LogPreview | None:
     """The stage's first `first` log records and every warning or error after them."""
-    # `logs` is the list of records the runner stores with the stage row.
-    records = getattr(stage, "logs", None)
+    records = stage.logs
     if not isinstance(records, list) or not records:
         return None
     shown = [

@@ -11,6 +11,7 @@ from django.urls import reverse
 from observability.run_page import layout_graph, stage_changes, stage_log_preview
 from pipeline.graphs import compiled_graph
 from pipeline.models import PipelineRun, RunStatus, StageExecution, StageStatus
+from pipeline.services import start_run
 from tests.console import OPERATOR_PERMS, VIEW_PERMS, login, make_run, staff_user
 
 CHANGELIST = "/admin/pipeline/pipelinerun/"
@@ -306,3 +307,12 @@ def test_stage_log_preview_keeps_the_first_records_and_every_warning():
     assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", preview.shown[0]["when"])
     stage.logs = []
     assert stage_log_preview(stage) is None
+
+
+def test_run_page_shows_what_the_gamed_stages_logged(operator_client, sync_queue):
+    run = start_run(graph="gamed", input={"question": "Label the parts of a plant cell"})
+    router = run.stages.get(stage_name="router")
+    assert router.logs
+    page = operator_client.get(run.admin_path).text
+    assert f'<details data-key="logs-{router.pk}"><summary>Logs ({len(router.logs)})' in page
+    assert router.logs[0]["message"].split("\n")[0][:40] in page
