@@ -170,11 +170,25 @@ STATIC_ROOT = VAR_DIR / "static"
 
 LOGIN_URL = "admin:login"
 
+GAMED_LOG_FORMAT = env_str("GAMED_LOG_FORMAT", "plain").strip().lower()
+if GAMED_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"GAMED_LOG_FORMAT must be plain or json, got {GAMED_LOG_FORMAT!r}")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"run_context": {"()": "gamed_console.logging.RunContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "gamed_console.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": GAMED_LOG_FORMAT,
+            "filters": ["run_context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("GAMED_LOG_LEVEL", "INFO")},
     "loggers": {"django_q": {"level": env_str("GAMED_QUEUE_LOG_LEVEL", "WARNING")}},
 }
