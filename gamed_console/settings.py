@@ -170,6 +170,9 @@ STATIC_ROOT = VAR_DIR / "static"
 
 LOGIN_URL = "admin:login"
 
+# Bearer token Prometheus scrapes /metrics with; empty: only API keys and staff sessions.
+GAMED_METRICS_TOKEN = env_str("GAMED_METRICS_TOKEN")
+
 GAMED_LOG_FORMAT = env_str("GAMED_LOG_FORMAT", "plain").strip().lower()
 if GAMED_LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured(f"GAMED_LOG_FORMAT must be plain or json, got {GAMED_LOG_FORMAT!r}")
