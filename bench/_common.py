@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TypedDict
 
@@ -100,3 +101,29 @@ def per_backend(script: str, backends: list[str], *args: str) -> list[dict]:
 
 def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
+
+
+def row(
+    metric: str,
+    console: float | None,
+    reference: float | None = None,
+    ratio: float | None = None,
+    target: str | None = None,
+    met: bool | None = None,
+) -> dict:
+    """One line of the `make bench` table. `reference` is raw LangGraph measured in the same run
+    unless the metric's name says otherwise; None prints as "-"."""
+    return {
+        "metric": metric,
+        "console": console,
+        "reference": reference,
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+    }
+
+
+def print_rows(rows: Iterable[dict]) -> None:
+    """The `--rows` output that bench/run_all.py reads: one JSON object per line."""
+    for item in rows:
+        print(json.dumps(item))

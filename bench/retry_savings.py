@@ -5,6 +5,7 @@ it is then retried from its last stage. Prints the full-run time, the retry time
 ratio (target <= 0.15), next to a raw LangGraph `invoke` of the same graph for reference.
 
     python bench/retry_savings.py [--stage-ms 100] [--repeat 5] [--backend sqlite|postgres]
+        [--rows]
 """
 
 import argparse
@@ -15,7 +16,7 @@ import sys
 import time
 import uuid
 
-from _common import per_backend, setup_django
+from _common import per_backend, print_rows, row, setup_django
 
 TARGET = 0.15
 
@@ -66,14 +67,56 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--backend", choices=["sqlite", "postgres"])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--rows", action="store_true", help="print table rows (for make bench)")
     args = parser.parse_args()
     os.environ["BENCH_STAGE_MS"] = str(args.stage_ms)
     if args.backend:
         result = measure(args.backend, args.repeat)
         print(json.dumps(result) if args.json else result)
         return
-    results = per_backend(__file__, ["sqlite", "postgres"], "--repeat", str(args.repeat))
-    print(f"retry savings: 10 stages x {args.stage_ms:g} ms, median of {args.repeat}")
+    results = per_backend(
+        __file__,
+        ["sqlite", "postgres"],
+        "--repeat",
+        str(args.repeat),
+        "--stage-ms",
+        str(args.stage_ms),
+    )
+    if args.rows:
+        print_rows(rows(results, args.stage_ms))
+    else:
+        print_table(results, args.stage_ms, args.repeat)
+    if len(results) < 2:
+        sys.exit(1)
+
+
+def rows(results: list[dict], stage_ms: float) -> list[dict]:
+    out = []
+    for r in results:
+        full_vs_raw = round(r["full_run_s"] / r["raw_full_run_s"], 3)
+        out.append(
+            row(
+                f"full run, s, 10 x {stage_ms:g} ms ({r['backend']})",
+                r["full_run_s"],
+                r["raw_full_run_s"],
+                full_vs_raw,
+            )
+        )
+        out.append(
+            row(
+                f"retry from last stage, s (ref: console full run, {r['backend']})",
+                r["retry_last_stage_s"],
+                r["full_run_s"],
+                r["ratio"],
+                f"<= {r['target']}",
+                r["ratio"] <= r["target"],
+            )
+        )
+    return out
+
+
+def print_table(results: list[dict], stage_ms: float, repeat: int) -> None:
+    print(f"retry savings: 10 stages x {stage_ms:g} ms, median of {repeat}")
     header = f"{'backend':<10}{'raw full s':>11}{'full run s':>12}{'retry s':>10}"
     print(f"{header}{'ratio':>8}{'target':>9}")
     for r in results:
@@ -81,8 +124,6 @@ def main() -> None:
             f"{r['backend']:<10}{r['raw_full_run_s']:>11.3f}{r['full_run_s']:>12.3f}"
             f"{r['retry_last_stage_s']:>10.3f}{r['ratio']:>8.3f}{'<= ' + str(r['target']):>9}"
         )
-    if len(results) < 2:
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ stage and checkpoint recording, final state) and N times through `graph.invoke(.
 durability="sync")` on the same checkpointer, interleaved. Prints per-stage cost and the ratio.
 Target: console / raw <= 1.3 on Postgres.
 
-    python bench/stage_overhead.py [--runs 30] [--backend sqlite|postgres]
+    python bench/stage_overhead.py [--runs 30] [--backend sqlite|postgres] [--rows]
 """
 
 import argparse
@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 
-from _common import median_ms, per_backend, setup_django
+from _common import median_ms, per_backend, print_rows, row, setup_django
 
 STAGES = 20
 TARGET = 1.3
@@ -58,14 +58,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--backend", choices=["sqlite", "postgres"])
-    parser.add_argument("--json", action="store_true", help="print one JSON line (for make bench)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line per backend")
+    parser.add_argument("--rows", action="store_true", help="print table rows (for make bench)")
     args = parser.parse_args()
     if args.backend:
         result = measure(args.backend, args.runs)
         print(json.dumps(result) if args.json else result)
         return
-    results = per_backend(__file__, ["sqlite", "postgres"])
-    print(f"stage overhead: {STAGES}-stage no-op graph, median of {args.runs} runs each")
+    results = per_backend(__file__, ["sqlite", "postgres"], "--runs", str(args.runs))
+    if args.rows:
+        print_rows(
+            row(
+                f"stage overhead, ms/stage ({r['backend']})",
+                r["console_ms_per_stage"],
+                r["raw_ms_per_stage"],
+                r["ratio"],
+                f"<= {r['target']}" if r["target"] else None,
+                r["ratio"] <= r["target"] if r["target"] else None,
+            )
+            for r in results
+        )
+    else:
+        print_table(results, args.runs)
+    if len(results) < 2:
+        sys.exit(1)
+
+
+def print_table(results: list[dict], runs: int) -> None:
+    print(f"stage overhead: {STAGES}-stage no-op graph, median of {runs} runs each")
     print(f"{'backend':<10}{'raw ms/stage':>14}{'console ms/stage':>18}{'ratio':>8}{'target':>9}")
     for r in results:
         target = f"<= {r['target']}" if r["target"] else "-"
@@ -73,8 +93,6 @@ def main() -> None:
             f"{r['backend']:<10}{r['raw_ms_per_stage']:>14.3f}{r['console_ms_per_stage']:>18.3f}"
             f"{r['ratio']:>8.2f}{target:>9}"
         )
-    if len(results) < 2:
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ runs the same graph with the same saver in the same number of processes for refe
 Pick-up latency (queued -> first stage started) is measured with idle workers, one run at a
 time. Targets: console throughput >= 0.7x raw; Redis pick-up p50 under 50 ms.
 
-    python bench/throughput.py [--runs 60]
+    python bench/throughput.py [--runs 60] [--rows]
 """
 
 import argparse
@@ -20,10 +20,12 @@ import sys
 import time
 import uuid
 
-from _common import POSTGRES_URL, ROOT, setup_django
+from _common import POSTGRES_URL, ROOT, print_rows, row, setup_django
 
 GRAPHS = json.dumps({"bench_noop10": "bench._common:build_noop10"})
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+RATIO_TARGET = 0.7
+PICKUP_TARGET_MS = 50
 
 
 def _raw_worker(count: int) -> float:
@@ -116,6 +118,7 @@ def main() -> None:
     parser.add_argument("--broker", choices=["orm", "redis"])
     parser.add_argument("--workers", type=int)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--rows", action="store_true", help="print table rows (for make bench)")
     args = parser.parse_args()
     if args.broker:
         os.environ["GAMED_CLUSTER_NAME"] = f"bench-{uuid.uuid4().hex[:8]}"
@@ -150,7 +153,43 @@ def main() -> None:
                 print(f"{broker}/{workers}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
                 sys.exit(1)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"throughput: 10-stage no-op graph, {args.runs} runs, Postgres")
+    if args.rows:
+        print_rows(table_rows(rows))
+    else:
+        print_table(rows, args.runs)
+
+
+def table_rows(results: list[dict]) -> list[dict]:
+    out = []
+    for r in results:
+        where = f"{r['broker']}, {r['workers']} worker{'s' if r['workers'] > 1 else ''}"
+        out.append(
+            row(
+                f"throughput, runs/s ({where})",
+                r["runs_per_s"],
+                r["raw_runs_per_s"],
+                r["ratio"],
+                f">= {RATIO_TARGET}",
+                r["ratio"] >= RATIO_TARGET,
+            )
+        )
+    for r in results:
+        redis = r["broker"] == "redis"
+        where = f"{r['broker']}, {r['workers']} worker{'s' if r['workers'] > 1 else ''}"
+        out.append(
+            row(
+                f"pick-up p50 ms ({where})",
+                r["pickup_p50_ms"],
+                target=f"< {PICKUP_TARGET_MS}" if redis else None,
+                met=r["pickup_p50_ms"] < PICKUP_TARGET_MS if redis else None,
+            )
+        )
+        out.append(row(f"pick-up p95 ms ({where})", r["pickup_p95_ms"]))
+    return out
+
+
+def print_table(rows: list[dict], runs: int) -> None:
+    print(f"throughput: 10-stage no-op graph, {runs} runs, Postgres")
     print(
         f"{'broker':<7}{'workers':>8}{'raw runs/s':>12}{'console runs/s':>16}{'ratio':>7}"
         f"{'pick-up p50 ms':>16}{'p95 ms':>8}"
