@@ -46,6 +46,7 @@ from pipeline.selectors import (
     run_lineage,
     run_outcomes_by_day,
     run_stages,
+    runs_failed_at,
     stage_statistics,
 )
 
@@ -117,7 +118,7 @@ class FailedStageFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(failed_stage=self.value())
+            return queryset.filter(runs_failed_at(self.value()))
         return queryset
 
 
