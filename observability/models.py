@@ -1,5 +1,6 @@
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import timedelta
 
@@ -9,6 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 KEY_PREFIX = "gmd"
+PREFIX_PATTERN = re.compile(r"[0-9a-f]{8}")
 # Recording every request would turn each read into a write; a minute is precise enough.
 LAST_USED_PRECISION = timedelta(minutes=1)
 
@@ -41,7 +43,7 @@ class ApiKeyManager(models.Manager.from_queryset(ApiKeyQuerySet)):
         """The active key `raw` belongs to, with its owner; None for a bad or revoked key."""
         brand, _, rest = raw.strip().partition("_")
         prefix, _, secret = rest.partition("_")
-        if brand != KEY_PREFIX or not prefix or not secret:
+        if brand != KEY_PREFIX or not PREFIX_PATTERN.fullmatch(prefix) or not secret:
             return None
         key = self.active().select_related("owner").filter(prefix=prefix).first()
         if key is None or not key.matches(secret) or not key.owner.is_active:

@@ -1,13 +1,49 @@
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from django.db.models import Q
+from django.utils import timezone
 from ninja import Field, FilterSchema, Schema
+from pydantic import AfterValidator, model_validator
 
 from pipeline.models import RunStatus, StageStatus
 from pipeline.selectors import runs_failed_at, runs_in_lineage
+
+
+def _to_utc(value: datetime) -> datetime:
+    # Databases accept a narrower range of offsets and years than Python does.
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("datetime out of range") from None
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class RejectsNul:
+    """Input schemas refuse NUL characters, which Postgres cannot store in text or JSON."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if _has_nul(getattr(data, "_obj", data)):
+            raise ValueError("text must not contain NUL (\\u0000) characters")
+        return data
 
 
 class ErrorOut(Schema):
@@ -139,20 +175,20 @@ def run_detail_payload(run) -> dict:
     }
 
 
-class RunCreateIn(Schema):
+class RunCreateIn(RejectsNul, Schema):
     graph: str = Field(description="A registered graph (see GET /api/graphs).", max_length=100)
     input: dict[str, Any] = Field(description="Validated against the graph's input schema.")
     reason: str = Field("", max_length=2000)
 
 
-class RunFilter(FilterSchema):
+class RunFilter(RejectsNul, FilterSchema):
     status: RunStatus | None = None
     graph: str | None = None
     root: UUID | None = Field(None, description="Runs in the retry tree of this root run.")
     parent: UUID | None = Field(None, description="Direct retries and reruns of this run.")
     failed_stage: str | None = Field(None, description="Runs in which this stage failed.")
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    created_after: UtcDatetime | None = None
+    created_before: UtcDatetime | None = None
 
     def filter_root(self, value: UUID | None) -> Q:
         return runs_in_lineage(str(value)) if value else Q()
@@ -213,7 +249,7 @@ class CheckpointStateOut(CheckpointOut):
 # Actions ---------------------------------------------------------------------------------------
 
 
-class RetryIn(Schema):
+class RetryIn(RejectsNul, Schema):
     from_stage: str | None = Field(
         None, description="Stage name; its latest execution in the run is the target."
     )
@@ -247,19 +283,19 @@ class RetryPlanOut(Schema):
     notes: list[str]
 
 
-class ActionIn(Schema):
+class ActionIn(RejectsNul, Schema):
     reason: str = Field("", max_length=2000)
 
 
 BULK_RETRY_MAX = 50
 
 
-class BulkRetryIn(Schema):
+class BulkRetryIn(RejectsNul, Schema):
     status: Literal["failed", "cancelled", "interrupted", "succeeded"] = "failed"
     graph: str | None = None
     failed_stage: str | None = Field(None, description="Only runs in which this stage failed.")
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    created_after: UtcDatetime | None = None
+    created_before: UtcDatetime | None = None
     from_stage: str | None = Field(
         None, description="Retry from this stage; by default from each run's failed stage."
     )

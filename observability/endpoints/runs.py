@@ -143,7 +143,7 @@ def checkpoint_state(request: HttpRequest, run_id: UUID, checkpoint_id: str):
     """The graph state at one checkpoint of the run's thread, and the tasks due after it."""
     run = get_run(str(run_id))
     config = checkpoint_config(run.thread_id, checkpoint_id)
-    if get_checkpointer().get_tuple(config) is None:
+    if "\x00" in checkpoint_id or get_checkpointer().get_tuple(config) is None:
         raise ApiError(
             404,
             f"Run {run_id} has no checkpoint {checkpoint_id!r} on its thread.",

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from pipeline.models import AuditRecord, PipelineRun, StageExecution, Surface
-from tests.api.conftest import recorded_run
+from tests.api.conftest import ApiClient, recorded_run
 
 pytestmark = pytest.mark.django_db
 
@@ -178,3 +178,18 @@ def test_unknown_api_paths_answer_in_the_error_shape(api):
     response = api.get("/nothing/here")
     assert response.status_code == 404
     assert response.json() == {"detail": "No such API endpoint.", "code": "not_found"}
+
+
+def test_nul_characters_are_refused_before_they_reach_the_database(api):
+    created = api.post("/runs", {"graph": "gamed", "input": {"question": "a\x00b"}})
+    assert created.status_code == 422 and created.json()["code"] == "invalid_request"
+    assert api.get("/runs", graph="x\x00").status_code == 422
+    run = recorded_run()
+    assert api.get(f"/runs/{run.pk}/checkpoints/x%00y").status_code == 404
+    assert ApiClient("gmd_\x00\x00_secret").get("/graphs").status_code == 401
+
+
+def test_created_range_accepts_any_offset(api):
+    recorded_run()
+    response = api.get("/runs", created_after="0470-11-06T21:48:50+20:46")
+    assert response.status_code == 200 and response.json()["count"] == 1
