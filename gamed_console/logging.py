@@ -12,12 +12,15 @@ from datetime import UTC, datetime
 
 from langchain_core.runnables.config import var_child_runnable_config
 
+from pipeline.progress import current_run_id
+
 
 def current_run_and_stage() -> tuple[str | None, str | None]:
     """The run id and stage of the LangGraph node executing in this context, if any."""
     config = var_child_runnable_config.get()
     if not config:
-        return None, None
+        # Between stages the runner still knows which run it executes.
+        return current_run_id(), None
     run_id = (config.get("configurable") or {}).get("gamed_run_id")
     stage = (config.get("metadata") or {}).get("langgraph_node")
     return run_id, stage

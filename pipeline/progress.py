@@ -9,6 +9,12 @@ from collections.abc import Callable
 from contextvars import ContextVar
 
 _hook: ContextVar[Callable[[], None] | None] = ContextVar("gamed_progress_hook", default=None)
+_run_id: ContextVar[str | None] = ContextVar("gamed_run_id", default=None)
+
+
+def current_run_id() -> str | None:
+    """The id of the run this code executes in (also outside its stages), if any."""
+    return _run_id.get()
 
 
 def tick() -> None:
@@ -26,9 +32,11 @@ def sleep(seconds: float, *, step: float = 0.1) -> None:
         tick()
 
 
-def install(hook: Callable[[], None] | None):
-    return _hook.set(hook)
+def install(hook: Callable[[], None] | None, run_id: str | None = None):
+    return _hook.set(hook), _run_id.set(run_id)
 
 
-def uninstall(token) -> None:
-    _hook.reset(token)
+def uninstall(tokens) -> None:
+    hook_token, run_token = tokens
+    _hook.reset(hook_token)
+    _run_id.reset(run_token)

@@ -390,7 +390,7 @@ def execute_run(run_id: str) -> str:
         recorder.current_checkpoint = latest.config["configurable"]["checkpoint_id"]
     control = RunControl(run.pk, worker)
     recorder.writer.watch(control)
-    token = progress.install(control.check)
+    token = progress.install(control.check, str(run.pk))
     try:
         for event in graph.stream(
             run.input if latest is None else None,

@@ -73,6 +73,8 @@ def test_record_logged_inside_a_gamed_stage_carries_run_id_and_stage(
         "game_planner",
         "scene_generator",
     ]
+    (failed,) = [line for line in lines if line["logger"] == "pipeline.runner"]
+    assert failed["run_id"] == str(run.pk) and failed["stage"] is None
 
 
 def test_parallel_stages_log_their_own_stage(sync_queue, stages_log, json_lines):
