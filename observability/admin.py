@@ -196,6 +196,8 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     list_filter = ["status", "graph", FailedStageFilter, "retry_depth", "requested_via"]
     search_fields = ["id", "subject", "error_message"]
     date_hierarchy = "created_at"
+    # A filtered page would count the whole table a second time just to print "of N total".
+    show_full_result_count = False
     actions = ["retry_from_failed_stage"]
     fieldsets = [
         (
