@@ -95,3 +95,14 @@ def test_prune_command_prints_what_it_removed(runs):
 def test_migrate_creates_the_daily_retention_schedule(db):
     schedule = Schedule.objects.get(func="pipeline.tasks.prune_checkpoints")
     assert schedule.schedule_type == Schedule.DAILY and schedule.repeats == -1
+
+
+def test_run_page_says_checkpoints_were_pruned_and_how_a_retry_resumed(runs, admin_client):
+    prune_checkpoints(older_than=timedelta(days=30))
+    retry = retry_run(run=runs["old_failed"], from_stage="scene_generator")
+
+    page = admin_client.get(runs["old_failed"].admin_path).text
+    assert 'id="run-pruned"' in page and "starts again from its input" in page
+    retry_page = admin_client.get(retry.admin_path).text
+    assert "Resumed full rerun from the original input" in retry_page
+    assert "missing or unreadable" in retry_page
