@@ -50,6 +50,8 @@ STAGE_FIELDS = (
     "reused_from_id",
 )
 RUN_FIELDS = ("status", "started_at", "finished_at", "error_message")
+# What a "started" event tells: the rest is not known yet when it happens.
+ENDED_FIELDS = ("finished_at", "duration_ms", "checkpoint_id", "error_message")
 
 
 @dataclass(frozen=True, order=True)
@@ -83,8 +85,19 @@ def _run_data(run: PipelineRun) -> dict:
     return {"run_id": str(run.pk), **{f: getattr(run, f) for f in RUN_FIELDS}}
 
 
+def _run_started(run: PipelineRun) -> dict:
+    return {"run_id": str(run.pk), "status": "running", "started_at": run.started_at}
+
+
 def _stage_data(run: PipelineRun, stage: StageExecution) -> dict:
     return {"run_id": str(run.pk), **{f: getattr(stage, f) for f in STAGE_FIELDS}}
+
+
+def _stage_started(run: PipelineRun, stage: StageExecution) -> dict:
+    data = _stage_data(run, stage)
+    for name in ENDED_FIELDS:
+        data.pop(name)
+    return data | {"status": "running"}
 
 
 def derive_events(
@@ -97,7 +110,7 @@ def derive_events(
     ended = run.is_terminal
     events: list[Event] = []
     if run.started_at:
-        events.append(Event(EventId(0, 0), "run.started", _run_data(run) | {"status": "running"}))
+        events.append(Event(EventId(0, 0), "run.started", _run_started(run)))
     elif not ended:
         return events, False
     for stage in stages:
@@ -105,7 +118,7 @@ def derive_events(
         if stage.status == StageStatus.REUSED:
             events.append(Event(EventId(order, 0), "stage.reused", _stage_data(run, stage)))
             continue
-        events.append(Event(EventId(order, 0), "stage.started", _stage_data(run, stage)))
+        events.append(Event(EventId(order, 0), "stage.started", _stage_started(run, stage)))
         if stage.status in STAGE_ENDED:
             name = STAGE_ENDED[stage.status]
             events.append(Event(EventId(order, 1), name, _stage_data(run, stage)))

@@ -51,6 +51,7 @@ def test_every_operation_conforms_to_the_schema(db):
                 max_examples=EXAMPLES_PER_OPERATION,
                 deadline=None,
                 database=None,
+                derandomize=True,
                 suppress_health_check=list(HealthCheck),
             )
             def conforms(case):
