@@ -57,8 +57,8 @@ def _replay(record: IdempotentRequest, fingerprint: str) -> JsonResponse:
 def _claim(who: Caller, key: str, fingerprint: str) -> IdempotentRequest | JsonResponse:
     """A new in-progress record for the key, or the replay of the request that holds it."""
     now = timezone.now()
+    IdempotentRequest.objects.filter(created_at__lt=now - IDEMPOTENCY_TTL).delete()
     records = IdempotentRequest.objects.filter(caller=who.scope, key=key)
-    records.filter(created_at__lt=now - IDEMPOTENCY_TTL).delete()
     existing = records.first()
     if existing is not None:
         return _replay(existing, fingerprint)

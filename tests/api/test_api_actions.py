@@ -1,6 +1,9 @@
 """Actions through the API: cancel, resume, rerun, bulk retry; audit records; idempotency."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from observability.models import ApiKey, ApiKeyScope, IdempotentRequest
 from pipeline.models import AuditRecord, PipelineRun, RunStatus, Surface
@@ -185,3 +188,14 @@ def test_retry_with_an_idempotency_key_creates_one_run(api):
         f"/runs/{run.pk}/retry", {"from_stage": "router"}, headers={"Idempotency-Key": "r1"}
     )
     assert other.status_code == 422
+
+
+def test_an_idempotency_key_expires_after_a_day(api):
+    body = {"graph": "gamed", "input": {"question": "Label a cell"}}
+    api.post("/runs", body, headers={"Idempotency-Key": "daily"})
+    IdempotentRequest.objects.update(created_at=timezone.now() - timedelta(hours=25))
+
+    again = api.post("/runs", body, headers={"Idempotency-Key": "daily"})
+
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again
+    assert PipelineRun.objects.count() == 2 and IdempotentRequest.objects.count() == 1
