@@ -7,7 +7,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from ninja.errors import AuthenticationError, HttpError
-from ninja.security import APIKeyHeader, SessionAuthIsStaff
+from ninja.security import APIKeyHeader, HttpBearer, SessionAuthIsStaff
 
 from observability.models import ApiKey
 
@@ -25,31 +25,33 @@ class BadApiKey(AuthenticationError):
         super().__init__(message="Invalid or revoked API key.")
 
 
+def authenticate_key(raw: str | None) -> ApiKey | None:
+    if not raw:
+        return None  # no key: another scheme (a staff session) may still authenticate
+    api_key = ApiKey.objects.authenticate(raw)
+    if api_key is None:
+        raise BadApiKey()
+    api_key.touch()
+    return api_key
+
+
 class ApiKeyAuth(APIKeyHeader):
-    """`X-API-Key: <key>`, or `Authorization: Bearer <key>`."""
+    """`X-API-Key: <key>`."""
 
     param_name = "X-API-Key"
 
-    def _get_key(self, request: HttpRequest) -> str | None:
-        key = super()._get_key(request)
-        if key:
-            return key
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-        return None
-
     def authenticate(self, request: HttpRequest, key: str | None) -> ApiKey | None:
-        if not key:
-            return None  # no key: a staff session may still authenticate the request
-        api_key = ApiKey.objects.authenticate(key)
-        if api_key is None:
-            raise BadApiKey()
-        api_key.touch()
-        return api_key
+        return authenticate_key(key)
 
 
-API_AUTH = [ApiKeyAuth(), SessionAuthIsStaff()]
+class ApiKeyBearer(HttpBearer):
+    """`Authorization: Bearer <key>`."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
+        return authenticate_key(token.strip())
+
+
+API_AUTH = [ApiKeyAuth(), ApiKeyBearer(), SessionAuthIsStaff()]
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,8 @@ def docs_access(view):
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs):
-        key = ApiKeyAuth()._get_key(request)
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        key = request.headers.get("X-API-Key") or (token if scheme.lower() == "bearer" else "")
         if key and ApiKey.objects.authenticate(key) is not None:
             return view(request, *args, **kwargs)
         return staff_view(request, *args, **kwargs)
