@@ -25,6 +25,11 @@ class BadApiKey(AuthenticationError):
         super().__init__(message="Invalid or revoked API key.")
 
 
+def bearer_token(request: HttpRequest) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 def authenticate_key(raw: str | None) -> ApiKey | None:
     if not raw:
         return None  # no key: another scheme (a staff session) may still authenticate
@@ -36,9 +41,12 @@ def authenticate_key(raw: str | None) -> ApiKey | None:
 
 
 class ApiKeyAuth(APIKeyHeader):
-    """`X-API-Key: <key>`."""
+    """`X-API-Key: <key>`, or `Authorization: Bearer <key>` (documented by ApiKeyBearer)."""
 
     param_name = "X-API-Key"
+
+    def _get_key(self, request: HttpRequest) -> str | None:
+        return super()._get_key(request) or bearer_token(request)
 
     def authenticate(self, request: HttpRequest, key: str | None) -> ApiKey | None:
         return authenticate_key(key)
@@ -92,8 +100,7 @@ def docs_access(view):
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs):
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        key = request.headers.get("X-API-Key") or (token if scheme.lower() == "bearer" else "")
+        key = ApiKeyAuth()._get_key(request)
         if key and ApiKey.objects.authenticate(key) is not None:
             return view(request, *args, **kwargs)
         return staff_view(request, *args, **kwargs)
