@@ -166,13 +166,15 @@ def test_a_refusal_is_replayed_too_and_creates_nothing(api):
     assert again.json() == first.json()
 
 
-def test_a_request_still_in_progress_with_the_same_key_is_409(api, write_key):
-    IdempotentRequest.objects.create(
-        caller=f"key:{write_key[0].pk}", key="busy", fingerprint="x" * 64
-    )
+def test_a_request_still_in_progress_with_the_same_key_is_409(api):
     body = {"graph": "gamed", "input": {"question": "Label a cell"}}
+    api.post("/runs", body, headers={"Idempotency-Key": "busy"})
+    IdempotentRequest.objects.update(status_code=None, response=None)  # as if still running
+
     response = api.post("/runs", body, headers={"Idempotency-Key": "busy"})
-    assert response.status_code in (409, 422)
+
+    assert response.status_code == 409 and response.json()["code"] == "conflict"
+    assert PipelineRun.objects.count() == 1
 
 
 def test_retry_with_an_idempotency_key_creates_one_run(api):
