@@ -12,7 +12,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
 from observability.auth import API_AUTH, BadApiKey, docs_access
-from observability.endpoints import actions, events, graphs, health, runs
+from observability.endpoints import actions, events, graphs, health, logs, runs
 from observability.errors import status_for
 from pipeline.exceptions import PipelineError
 
@@ -33,6 +33,7 @@ api = NinjaAPI(
 )
 api.add_router("", graphs.router)
 api.add_router("", runs.router)
+api.add_router("", logs.router)
 api.add_router("", actions.router)
 api.add_router("", events.router)
 api.add_router("", health.router)

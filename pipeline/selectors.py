@@ -273,6 +273,7 @@ class LogLine:
     """One record of `StageExecution.logs`, with the stage it belongs to."""
 
     stage_order: int
+    stage_name: str
     seq: int
     level: int
     level_name: str
@@ -282,10 +283,11 @@ class LogLine:
     extra: dict
 
     @classmethod
-    def from_record(cls, stage_order: int, seq: int, record: dict) -> "LogLine":
+    def from_record(cls, stage_order: int, stage_name: str, seq: int, record: dict) -> "LogLine":
         when = record.get("time")
         return cls(
             stage_order=stage_order,
+            stage_name=stage_name,
             seq=seq,
             level=record.get("level", logging.INFO),
             level_name=record.get("level_name", "INFO"),
@@ -297,17 +299,23 @@ class LogLine:
 
 
 def log_lines(
-    run: PipelineRun, *, stage_order: int | None = None, min_level: int = 0
+    run: PipelineRun,
+    *,
+    stage_order: int | None = None,
+    stage_name: str | None = None,
+    min_level: int = 0,
 ) -> list[LogLine]:
-    """The run's stage log records in order, optionally of one stage and from a level up."""
+    """The run's stage log records in order: of one execution or one stage, from a level up."""
     stages = run.stages.order_by("stage_order")
     if stage_order is not None:
         stages = stages.filter(stage_order=stage_order)
+    if stage_name is not None:
+        stages = stages.filter(stage_name=stage_name)
     return [
         line
-        for order, records in stages.values_list("stage_order", "logs")
+        for order, name, records in stages.values_list("stage_order", "stage_name", "logs")
         for seq, record in enumerate(records or [], start=1)
-        if (line := LogLine.from_record(order, seq, record)).level >= min_level
+        if (line := LogLine.from_record(order, name, seq, record)).level >= min_level
     ]
 
 
