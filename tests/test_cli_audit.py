@@ -25,7 +25,7 @@ def only_record(action: str) -> AuditRecord:
     return record
 
 
-def test_start_retry_cancel_and_resume_commands_are_each_audited_once():
+def test_start_retry_cancel_resume_and_rerun_commands_are_each_audited_once():
     cli(
         "start_run",
         "gamed",
@@ -53,4 +53,10 @@ def test_start_retry_cancel_and_resume_commands_are_each_audited_once():
     cli("resume_run", str(retry.pk), "--reason", "now")
     resumed = only_record(AuditAction.RESUME)
     assert resumed.run == retry and resumed.reason == "now"
-    assert AuditRecord.objects.count() == 4
+
+    text = cli("rerun_run", str(run.pk), "--wait")
+    rerun = run.children.exclude(pk=retry.pk).get()
+    assert f"Queued run {rerun.pk}, a rerun of {run.pk}" in text
+    assert rerun.status == RunStatus.SUCCEEDED and rerun.resume_mode == "full_rerun"
+    assert only_record(AuditAction.RERUN).result_run == rerun
+    assert AuditRecord.objects.count() == 5

@@ -4,10 +4,12 @@ import getpass
 import time
 from datetime import timedelta
 
-from django.core.management.base import OutputWrapper
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.core.management.color import Style
 
-from pipeline.models import PipelineRun, RunStatus, StageStatus
+from pipeline.exceptions import PipelineError
+from pipeline.models import PipelineRun, RunStatus, StageStatus, Surface
+from pipeline.selectors import find_run
 
 
 def format_duration(value: timedelta | None) -> str:
@@ -97,3 +99,36 @@ def cli_actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+class RunActionCommand(BaseCommand):
+    """A command that applies one service action to one run: parse, call, report."""
+
+    action = None  # the service function, e.g. services.cancel_run
+    wait_help = "follow the run until it ends"
+
+    def add_arguments(self, parser):
+        parser.add_argument("run_id", help="run id, or a unique prefix of it")
+        parser.add_argument("--reason", default="", help="why (recorded in the audit log)")
+        parser.add_argument("--wait", action="store_true", help=self.wait_help)
+        parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait")
+
+    def handle(self, *args, **options):
+        try:
+            run = type(self).action(
+                run=find_run(options["run_id"]),
+                via=Surface.CLI,
+                reason=options["reason"],
+                actor_label=cli_actor(),
+            )
+        except PipelineError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(self.done_message(run))
+        if options["wait"] and not run.is_terminal:
+            self.waited(watch_run(run, self.stdout, self.style, timeout=options["timeout"]))
+
+    def done_message(self, run: PipelineRun) -> str:
+        raise NotImplementedError
+
+    def waited(self, run: PipelineRun) -> None:
+        """What the command does with the run it followed to its end."""
