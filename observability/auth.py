@@ -95,14 +95,16 @@ def require_perm(request: HttpRequest, perm: str) -> Caller:
 
 
 def docs_access(view):
-    """The OpenAPI schema and docs: a valid API key or a staff session (else the login page)."""
+    """The OpenAPI schema: a valid API key or a staff session; the interactive docs: staff
+    only (else the login page)."""
     staff_view = staff_member_required(view)
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs):
-        key = ApiKeyAuth()._get_key(request)
-        if key and ApiKey.objects.authenticate(key) is not None:
-            return view(request, *args, **kwargs)
+        if request.path.endswith("/openapi.json"):
+            key = ApiKeyAuth()._get_key(request)
+            if key and ApiKey.objects.authenticate(key) is not None:
+                return view(request, *args, **kwargs)
         return staff_view(request, *args, **kwargs)
 
     return wrapper

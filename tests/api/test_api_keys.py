@@ -161,6 +161,7 @@ def test_key_writes_need_no_csrf_token(write_key):
 
 def test_openapi_schema_is_readable_with_a_key_and_docs_need_staff(reader):
     assert reader.get("/openapi.json").status_code == 200
+    assert reader.get("/docs").status_code == 302, "a key is for integrations, not the docs"
     anonymous = Client()
     assert anonymous.get("/api/openapi.json").status_code == 302
     assert anonymous.get("/api/docs").status_code == 302
