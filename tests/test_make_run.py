@@ -50,6 +50,7 @@ def test_make_run_serves_admin_and_processes_a_run(tmp_path):
     )
     try:
         assert wait_for_http(f"http://127.0.0.1:{port}/admin/login/") == 200
+        assert wait_for_http(f"http://127.0.0.1:{port}/static/admin/css/base.css") == 200
         started = subprocess.run(
             [
                 str(ROOT / ".venv/bin/python"),

@@ -17,7 +17,9 @@ class Command(BaseCommand):
         python = [sys.executable, sys.argv[0]]
         children = [
             subprocess.Popen([*python, "qcluster"]),
-            subprocess.Popen([*python, "runserver", options["addr"], "--noreload"]),
+            # --insecure: runserver serves admin's CSS and JS even with DEBUG off (the local
+            # default); production runs collectstatic behind a web server instead.
+            subprocess.Popen([*python, "runserver", options["addr"], "--noreload", "--insecure"]),
         ]
         self.stdout.write(
             f"Console on http://{options['addr']}/admin/ with a {settings.GAMED_WORKERS}-process "
