@@ -49,8 +49,20 @@ def build_noop10():
     return build_noop(10)
 
 
+def build_noop30():
+    return build_noop(30)
+
+
 def build_sleep10():
     return build_noop(10, sleep_ms=float(os.environ.get("BENCH_STAGE_MS", "100")))
+
+
+BENCH_GRAPHS = {
+    "bench_noop10": "_common:build_noop10",
+    "bench_noop20": "_common:build_noop20",
+    "bench_noop30": "_common:build_noop30",
+    "bench_sleep10": "_common:build_sleep10",
+}
 
 
 def setup_django(backend: str) -> None:
@@ -62,11 +74,17 @@ def setup_django(backend: str) -> None:
         with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
-        os.environ["DATABASE_URL"] = POSTGRES_URL
+        url = POSTGRES_URL
     else:
         tmp = tempfile.mkdtemp(prefix="gamed-bench-")
-        os.environ["DATABASE_URL"] = f"sqlite:///{tmp}/bench.sqlite3"
         os.environ["GAMED_VAR_DIR"] = tmp
+        url = f"sqlite:///{tmp}/bench.sqlite3"
+    use_database(url)
+
+
+def use_database(url: str) -> None:
+    """Point Django (and so the checkpointer) at `url`, with the bench graphs, and migrate."""
+    os.environ["DATABASE_URL"] = url
     os.environ.pop("CHECKPOINT_DATABASE_URL", None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gamed_console.settings")
     sys.path.insert(0, str(ROOT))
@@ -76,9 +94,7 @@ def setup_django(backend: str) -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    settings.GAMED_GRAPHS["bench_noop20"] = "_common:build_noop20"
-    settings.GAMED_GRAPHS["bench_sleep10"] = "_common:build_sleep10"
-    settings.GAMED_GRAPHS["bench_noop10"] = "_common:build_noop10"
+    settings.GAMED_GRAPHS.update(BENCH_GRAPHS)
     call_command("migrate", verbosity=0)
 
 
