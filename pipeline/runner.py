@@ -167,15 +167,25 @@ class RowWriter:
             ops[-1][3].set()
             return
         done = [op[3] for op in ops if op[1] == "flush"]
+        writes = [op for op in ops if op[1] != "flush"]
         if run_id not in self.errors:
             try:
-                self._write(run_id, [op for op in ops if op[1] != "flush"])
+                self._write_retrying(run_id, writes)
             except Exception as exc:
                 self.errors[run_id] = exc
                 # The connection may be broken: the next batch opens a new one.
                 connections["default"].close()
         for event in done:
             event.set()
+
+    def _write_retrying(self, run_id, writes: list[tuple]) -> None:
+        try:
+            self._write(run_id, writes)
+        except (DjangoOperationalError, DjangoInterfaceError):
+            # The kept connection may have died since the last batch (a database restart):
+            # the batch's transaction was rolled back, so write it once more on a new one.
+            connections["default"].close()
+            self._write(run_id, writes)
 
     def _write(self, run_id, ops: list[tuple]) -> None:
         new: dict[int, dict] = {}
