@@ -42,7 +42,6 @@ from pipeline.selectors import (
     console_runs,
     failed_stage_names,
     get_run,
-    latest_failed_stage,
     run_lineage,
     run_outcomes_by_day,
     run_stages,
@@ -566,24 +565,11 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
 
     @admin.action(permissions=["retry"], description="Retry selected runs from their failed stage")
     def retry_from_failed_stage(self, request, queryset):
-        retried, skipped = [], []
-        for run in queryset:
-            failed = latest_failed_stage(run)
-            if failed is None:
-                skipped.append((run.short_id, "no failed stage"))
-                continue
-            try:
-                retried.append(
-                    services.retry_run(
-                        run=run,
-                        stage_execution_id=failed.pk,
-                        requested_by=request.user,
-                        via=Surface.ADMIN,
-                    )
-                )
-            except PipelineError as error:
-                skipped.append((run.short_id, error.message))
-        self.report_retries(request, retried, skipped)
+        result = services.retry_failed_runs(
+            runs=queryset, requested_by=request.user, via=Surface.ADMIN
+        )
+        skipped = [(run.short_id, error.message) for run, error in result.skipped]
+        self.report_retries(request, result.retried, skipped)
 
     @admin.display(description="id", ordering="id")
     def short_id(self, run):

@@ -42,14 +42,6 @@ def _key(db: dict) -> str:
     )
 
 
-def describe_checkpoint_database() -> str:
-    """Where checkpoints live, without credentials (safe for logs and pages)."""
-    db = checkpoint_database()
-    if "sqlite" in db["ENGINE"]:
-        return f"SQLite {db['NAME']}"
-    return f"Postgres {db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db['NAME']}"
-
-
 def is_postgres() -> bool:
     return "postgres" in checkpoint_database()["ENGINE"]
 

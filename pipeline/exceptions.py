@@ -28,6 +28,10 @@ class StageNotFound(PipelineError):
     code = "stage_not_found"
 
 
+class NoFailedStage(StageNotFound):
+    code = "no_failed_stage"
+
+
 class Conflict(PipelineError):
     code = "conflict"
 

@@ -213,10 +213,6 @@ class StageExecution(models.Model):
         return f"{self.stage_name} #{self.stage_order}"
 
     @property
-    def is_reused(self) -> bool:
-        return self.status == StageStatus.REUSED
-
-    @property
     def original_id(self) -> int:
         """The row that really executed this stage (itself, unless reused)."""
         return self.reused_from_id or self.pk

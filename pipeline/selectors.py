@@ -31,19 +31,6 @@ from pipeline.models import (
 )
 
 
-def runs_with_progress() -> QuerySet[PipelineRun]:
-    failed_stage = StageExecution.objects.filter(
-        run=OuterRef("pk"), status=StageStatus.FAILED
-    ).order_by("-stage_order")
-    return PipelineRun.objects.annotate(
-        stage_count=Count("stages"),
-        stages_done=Count(
-            "stages", filter=Q(stages__status__in=[StageStatus.SUCCEEDED, StageStatus.REUSED])
-        ),
-        failed_stage=Subquery(failed_stage.values("stage_name")[:1]),
-    )
-
-
 def get_run(run_id: str) -> PipelineRun:
     try:
         return PipelineRun.objects.select_related("parent_run", "root_run", "requested_by").get(

@@ -18,6 +18,8 @@ from langgraph.checkpoint.base import CheckpointTuple
 from pipeline.exceptions import (
     Conflict,
     InvalidInput,
+    NoFailedStage,
+    PipelineError,
     RetryNotAllowed,
     StageNotFound,
     UnknownGraph,
@@ -36,6 +38,7 @@ from pipeline.models import (
     Surface,
 )
 from pipeline.retention import ThreadUsage, delete_threads, thread_usage
+from pipeline.selectors import latest_failed_stage
 from pipeline.snapshots import to_json
 
 logger = logging.getLogger(__name__)
@@ -415,6 +418,47 @@ def _create_child(
             raise
         raise _refuse_active(run, active) from None
     return retry
+
+
+@dataclass
+class BulkRetry:
+    retried: list[PipelineRun] = field(default_factory=list)
+    skipped: list[tuple[PipelineRun, PipelineError]] = field(default_factory=list)
+
+
+def retry_failed_runs(
+    *,
+    runs,
+    from_stage: str | None = None,
+    requested_by: AbstractBaseUser | None = None,
+    via: Surface = Surface.SYSTEM,
+    reason: str = "",
+    actor_label: str = "",
+) -> BulkRetry:
+    """Retry each run from `from_stage`, or from its latest failed stage execution. A run that
+    cannot be retried is skipped with the reason; the others are retried all the same."""
+    result = BulkRetry()
+    for run in runs:
+        try:
+            if from_stage:
+                target = {"from_stage": from_stage}
+            elif failed := latest_failed_stage(run):
+                target = {"stage_execution_id": failed.pk}
+            else:
+                raise NoFailedStage("no failed stage")
+            result.retried.append(
+                retry_run(
+                    run=run,
+                    requested_by=requested_by,
+                    via=via,
+                    reason=reason,
+                    actor_label=actor_label,
+                    **target,
+                )
+            )
+        except PipelineError as exc:
+            result.skipped.append((run, exc))
+    return result
 
 
 def rerun_run(

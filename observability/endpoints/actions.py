@@ -18,7 +18,6 @@ from observability.schemas import (
     RunDetailOut,
 )
 from pipeline import services
-from pipeline.exceptions import PipelineError
 from pipeline.models import Surface
 from pipeline.selectors import api_runs, get_run, runs_failed_at
 
@@ -124,28 +123,22 @@ def bulk_retry(request: HttpRequest, payload: BulkRetryIn):
     if payload.created_before:
         runs = runs.filter(created_at__lt=payload.created_before)
     matched = runs.count()
-    retried, skipped = [], []
     page = list(runs[: payload.limit])
-    for run in page:
-        stage = payload.from_stage or run.failed_stage
-        if not stage:
-            skipped.append(
-                {"run_id": run.pk, "code": "no_failed_stage", "detail": "No stage failed."}
-            )
-            continue
-        try:
-            new = services.retry_run(
-                run=run,
-                from_stage=stage,
-                requested_by=who.user,
-                via=Surface.API,
-                reason=payload.reason,
-                actor_label=who.actor_label,
-            )
-        except PipelineError as exc:
-            skipped.append({"run_id": run.pk, "code": exc.code, "detail": exc.message})
-            continue
-        retried.append({"run_id": run.pk, "new_run_id": new.pk, "from_stage": stage})
+    result = services.retry_failed_runs(
+        runs=page,
+        from_stage=payload.from_stage,
+        requested_by=who.user,
+        via=Surface.API,
+        reason=payload.reason,
+        actor_label=who.actor_label,
+    )
+    retried = [
+        {"run_id": new.parent_run_id, "new_run_id": new.pk, "from_stage": new.retry_from_stage}
+        for new in result.retried
+    ]
+    skipped = [
+        {"run_id": run.pk, "code": exc.code, "detail": exc.message} for run, exc in result.skipped
+    ]
     remaining = matched - len(page)
     return {
         "matched": matched,

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from pipeline.graphs import registered_graphs
 from pipeline.management.output import format_duration, table
 from pipeline.models import RunStatus
-from pipeline.selectors import runs_with_progress
+from pipeline.selectors import console_runs
 
 
 class Command(BaseCommand):
@@ -21,7 +21,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Unknown graph {options['graph']!r}. Registered: {', '.join(registered_graphs())}"
             )
-        runs = runs_with_progress().order_by("-created_at")
+        runs = console_runs().order_by("-created_at")
         if options["status"]:
             runs = runs.filter(status=options["status"])
         if options["graph"]:
