@@ -5,10 +5,12 @@ connection (or pool) opened before the fork must never be shared by the children
 """
 
 import os
+import select
 import sqlite3
 import threading
 
 import dj_database_url
+import psycopg
 from django.conf import settings
 from django.db import connections
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -60,11 +62,25 @@ def _open(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
         max_size=settings.CHECKPOINT_POOL_SIZE,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         # A connection broken by a database restart is replaced instead of handed out.
-        check=ConnectionPool.check_connection,
+        check=check_idle_connection,
         open=True,
         name="gamed-checkpoints",
     )
     return PostgresSaver(pool), pool
+
+
+def check_idle_connection(conn) -> None:
+    """The pool's check before it hands out a connection, without a round trip per checkpoint.
+
+    An idle connection has nothing to read unless the server wrote to it, which it does when it
+    closes the session (a restart, `pg_terminate_backend`): only then is the connection really
+    checked, and the pool replaces it if the check fails.
+    """
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        ConnectionPool.check_connection(conn)
 
 
 def get_checkpointer() -> BaseCheckpointSaver:
