@@ -45,7 +45,13 @@ logger = logging.getLogger(__name__)
 
 
 def enqueue_run(run: PipelineRun) -> None:
+    """Queue a task for an existing run and record when (a resume, a requeue)."""
     PipelineRun.objects.filter(pk=run.pk).update(queued_at=timezone.now())
+    queue_task(run)
+
+
+def queue_task(run: PipelineRun) -> None:
+    """Put the run's task on the queue. A new run is created with `queued_at` already set."""
     async_task(
         "pipeline.tasks.execute_run",
         str(run.pk),
@@ -73,6 +79,7 @@ def start_run(
             requested_by=requested_by,
             requested_via=via,
             reason=reason,
+            queued_at=timezone.now(),
         )
         audit(
             AuditAction.START,
@@ -84,7 +91,7 @@ def start_run(
             actor_label=actor_label,
             graph=graph,
         )
-        transaction.on_commit(lambda: enqueue_run(run))
+        transaction.on_commit(lambda: queue_task(run))
     return run
 
 
@@ -382,6 +389,7 @@ def _create_child(
                 requested_by=requested_by,
                 requested_via=via,
                 reason=reason,
+                queued_at=timezone.now(),
             )
             StageExecution.objects.bulk_create(
                 StageExecution(
@@ -409,7 +417,7 @@ def _create_child(
                 actor_label=actor_label,
                 **plan.to_dict(),
             )
-            transaction.on_commit(lambda: enqueue_run(retry))
+            transaction.on_commit(lambda: queue_task(retry))
     except IntegrityError:
         if plan.source is not None:
             delete_thread(str(new_id))
