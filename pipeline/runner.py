@@ -19,8 +19,6 @@ from django.conf import settings
 from django.db import InterfaceError as DjangoInterfaceError
 from django.db import OperationalError as DjangoOperationalError
 from django.db import connections, transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 from psycopg_pool import PoolTimeout
 
@@ -88,6 +86,9 @@ class RowWriter:
 
     The same thread renews the lease of every run this process executes (also while a stage
     blocks for minutes) and polls for cancellation, so neither costs the stages anything.
+
+    A run's end is written in the same transaction as its last stage rows: a reader never sees
+    a finished run whose stages still say `running`, and ending costs no extra round trip.
     """
 
     _instances: ClassVar[dict[int, "RowWriter"]] = {}
@@ -175,6 +176,7 @@ class RowWriter:
                 self.errors[run_id] = exc
                 # The connection may be broken: the next batch opens a new one.
                 connections["default"].close()
+                self._record_end_alone(run_id, writes)
         for event in done:
             event.set()
 
@@ -187,20 +189,37 @@ class RowWriter:
             connections["default"].close()
             self._write(run_id, writes)
 
+    def _record_end_alone(self, run_id, writes: list[tuple]) -> None:
+        """A failed, interrupted or cancelled run's end is recorded even when its last stage
+        rows could not be (bad data in a row, say). A run that would end `succeeded` is not:
+        the runner sees the error and ends it as failed or interrupted instead."""
+        ends = [op for op in writes if op[1] == "end"]
+        if not ends or ends[-1][3]["fields"]["status"] == RunStatus.SUCCEEDED:
+            return
+        try:
+            self._write_retrying(run_id, ends)
+        except Exception:
+            logger.exception("run %s: could not record its end", run_id)
+            connections["default"].close()
+
     def _write(self, run_id, ops: list[tuple]) -> None:
         new: dict[int, dict] = {}
         changed: dict[int, dict] = {}
         heartbeat = False
+        end = None
         for _, kind, order, fields in ops:
             if kind == "heartbeat":
                 heartbeat = True
+            elif kind == "end":
+                end = fields
             elif kind == "insert":
                 new[order] = fields
             elif order in new:
                 new[order].update(fields)
             else:
                 changed.setdefault(order, {}).update(fields)
-        statements = bool(new) + len(changed) + heartbeat
+        heartbeat = heartbeat and end is None  # the end clears the lease anyway
+        statements = bool(new) + len(changed) + heartbeat + (end is not None)
         with transaction.atomic() if statements > 1 else contextlib.nullcontext():
             if new:
                 StageExecution.objects.bulk_create(
@@ -211,6 +230,11 @@ class RowWriter:
                 StageExecution.objects.filter(run_id=run_id, stage_order=order).update(**fields)
             if heartbeat:
                 renew_leases([run_id], worker_id())
+            if end is not None:
+                now = timezone.now()
+                PipelineRun.objects.filter(
+                    pk=run_id, status=RunStatus.RUNNING, worker=end["worker"]
+                ).update(finished_at=now, heartbeat_at=now, lease_expires_at=None, **end["fields"])
 
     def put(self, run_id, kind: str, order: int = 0, fields: dict | None = None) -> None:
         self.raise_error(run_id)
@@ -325,8 +349,17 @@ class StageRecorder:
             self._update(order, checkpoint_id=checkpoint_id, **fields)
         self.awaiting_checkpoint.clear()
 
-    def close(self, status: str = StageStatus.INTERRUPTED, message: str = "", tb: str = "") -> None:
-        """Write everything still queued; stages still running end with the run's reason."""
+    def close(
+        self,
+        status: str = StageStatus.INTERRUPTED,
+        message: str = "",
+        tb: str = "",
+        *,
+        end: dict | None = None,
+    ) -> None:
+        """Write everything still queued; stages still running end with the run's reason.
+
+        `end` ({"worker": ..., "fields": {...}}) ends the run in the same transaction."""
         self.flush()
         now = timezone.now()
         for task_id, (order, started) in self.running.items():
@@ -340,6 +373,8 @@ class StageRecorder:
                 error_traceback=tb,
             )
         self.running.clear()
+        if end is not None:
+            self.writer.put(self.run.pk, "end", 0, end)
         self.writer.flush(self.run.pk)
 
     def heartbeat(self) -> None:
@@ -356,35 +391,56 @@ def renew_leases(run_ids: list, worker: str) -> int:
     )
 
 
-def claim(run_id: str, worker: str) -> bool:
-    # Claim the run; another worker may have been handed the same task. Only a pending run, or
-    # an interrupted one (resume), can be claimed, and never one that was cancelled.
+def claim(run_id: str, worker: str) -> PipelineRun | None:
+    """Claim the run for `worker` and return it as claimed, or None if it cannot be claimed.
+
+    One conditional UPDATE ... RETURNING (Postgres, and SQLite since 3.35): another worker may
+    have been handed the same task, and only one of them changes the row. Only a pending run,
+    or an interrupted one (resume), can be claimed, and never one that was cancelled.
+    """
+    opts = PipelineRun._meta
+    conn = connections[PipelineRun.objects.db]
     now = timezone.now()
-    claimed = PipelineRun.objects.filter(
-        pk=run_id,
-        status__in=[RunStatus.PENDING, RunStatus.INTERRUPTED],
-        cancel_requested=False,
-    ).update(
-        status=RunStatus.RUNNING,
-        worker=worker,
-        heartbeat_at=now,
-        lease_expires_at=now + timedelta(seconds=settings.GAMED_LEASE_SECONDS),
-        started_at=Coalesce(F("started_at"), now),
-        finished_at=None,
-        attempts=F("attempts") + 1,
+
+    def col(name: str) -> str:
+        return conn.ops.quote_name(opts.get_field(name).column)
+
+    def prep(name: str, value):
+        field = opts.get_field(name)
+        return field.get_db_prep_value(field.to_python(value), conn)
+
+    sql = (
+        f"UPDATE {conn.ops.quote_name(opts.db_table)} SET {col('status')} = %s, "
+        f"{col('worker')} = %s, {col('heartbeat_at')} = %s, {col('lease_expires_at')} = %s, "
+        f"{col('started_at')} = COALESCE({col('started_at')}, %s), {col('finished_at')} = NULL, "
+        f"{col('attempts')} = {col('attempts')} + 1 "
+        f"WHERE {col('id')} = %s AND {col('status')} IN (%s, %s) "
+        f"AND {col('cancel_requested')} = %s RETURNING *"
     )
-    return claimed == 1
+    params = [
+        RunStatus.RUNNING,
+        worker,
+        prep("heartbeat_at", now),
+        prep("lease_expires_at", now + timedelta(seconds=settings.GAMED_LEASE_SECONDS)),
+        prep("started_at", now),
+        prep("id", run_id),
+        RunStatus.PENDING,
+        RunStatus.INTERRUPTED,
+        prep("cancel_requested", False),
+    ]
+    claimed = list(PipelineRun.objects.raw(sql, params))  # read to the end: the UPDATE is done
+    return claimed[0] if claimed else None
 
 
 def execute_run(run_id: str) -> str:
     """Run `run_id` to its end. Returns the run's final status (or why nothing ran)."""
     worker = worker_id()
-    if not claim(run_id, worker):
+    run = claim(run_id, worker)
+    if run is None:
         status = PipelineRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
         logger.info("run %s not claimed by %s (status: %s)", run_id, worker, status)
         return f"not claimed ({status or 'missing'})"
 
-    run = PipelineRun.objects.get(pk=run_id)
     graph = compiled_graph(run.graph)
     config = run_config(run)
     # A thread with a checkpoint continues from it (a retry's fork, a resume); only a thread
@@ -422,11 +478,11 @@ def execute_run(run_id: str) -> str:
                 recorder.on_task_result(data)
             else:
                 recorder.on_task_start(data)
-        recorder.close()
-        output = to_json(recorder.values)
+        recorder.close(end=_end(worker, RunStatus.SUCCEEDED, output=to_json(recorder.values)))
     except RunCancelled:
-        _close_quietly(recorder, StageStatus.CANCELLED, "Cancelled by an operator.")
-        _finish(run, worker, RunStatus.CANCELLED, error_message="Cancelled by an operator.")
+        message = "Cancelled by an operator."
+        end = _end(worker, RunStatus.CANCELLED, error_message=message)
+        _close_quietly(recorder, StageStatus.CANCELLED, message, end=end)
         return RunStatus.CANCELLED
     except LeaseLost:
         # The reaper or another worker owns the run now; record what finished, touch nothing.
@@ -438,20 +494,19 @@ def execute_run(run_id: str) -> str:
         tb = traceback.format_exc()
         # A database or checkpointer outage is not the pipeline's fault: resumable.
         status = RunStatus.INTERRUPTED if is_outage(exc) else RunStatus.FAILED
-        _close_quietly(recorder, stage_status_for(exc), message, tb)
-        _finish(run, worker, status, error_message=message, error_traceback=tb)
+        end = _end(worker, status, error_message=message, error_traceback=tb)
+        _close_quietly(recorder, stage_status_for(exc), message, tb, end=end)
         logger.warning("run %s %s: %s", run_id, status, message)
         return status
     except BaseException as exc:
         # The worker is being torn down (timeout, shutdown): never leave the run `running`.
         message = f"worker stopped: {describe_error(exc)}"
-        _close_quietly(recorder, StageStatus.INTERRUPTED, message)
-        _finish(run, worker, RunStatus.INTERRUPTED, error_message=message)
+        end = _end(worker, RunStatus.INTERRUPTED, error_message=message)
+        _close_quietly(recorder, StageStatus.INTERRUPTED, message, end=end)
         raise
     finally:
         progress.uninstall(token)
         recorder.writer.unwatch(run.pk)
-    _finish(run, worker, RunStatus.SUCCEEDED, output=output)
     return RunStatus.SUCCEEDED
 
 
@@ -477,23 +532,14 @@ def stage_status_for(exc: BaseException) -> str:
     return StageStatus.FAILED
 
 
-def _close_quietly(recorder: StageRecorder, *args) -> None:
+def _end(worker: str, status: str, **fields) -> dict:
+    """How the run ends, written with its last stage rows (only while `worker` holds it)."""
+    return {"worker": worker, "fields": {"status": status, **fields}}
+
+
+def _close_quietly(recorder: StageRecorder, *args, **kwargs) -> None:
     try:
-        recorder.close(*args)
+        recorder.close(*args, **kwargs)
     except Exception:
-        logger.exception("run %s: could not record its last stages", recorder.run.pk)
-
-
-def _finish(run: PipelineRun, worker: str, status: str, **fields) -> None:
-    try:
-        PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, worker=worker).update(
-            status=status,
-            finished_at=timezone.now(),
-            heartbeat_at=timezone.now(),
-            lease_expires_at=None,
-            **fields,
-        )
-    except (DjangoOperationalError, DjangoInterfaceError):
-        # The database is gone; the lease expires and the reaper interrupts the run for resume.
-        logger.exception("run %s: could not record its end (%s)", run.pk, status)
-        connections["default"].close()
+        # The database is gone: the lease expires and the reaper interrupts the run for resume.
+        logger.exception("run %s: could not record its last stages or its end", recorder.run.pk)

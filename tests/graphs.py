@@ -75,15 +75,18 @@ def build_fanout() -> StateGraph:
 
 class ChattyInput(BaseModel):
     records: int = 3
+    fail_with_nul: bool = False
 
 
 class ChattyState(TypedDict, total=False):
     records: int
+    fail_with_nul: bool
     visited: Annotated[list, _append]
 
 
 def build_chatty() -> StateGraph:
-    """quiet -> chatty (logs `records` records) -> quiet_again."""
+    """quiet -> chatty (logs `records` records; fails after a NUL with fail_with_nul) ->
+    quiet_again."""
     import logging
 
     log = logging.getLogger("tests.chatty")
@@ -91,6 +94,10 @@ def build_chatty() -> StateGraph:
     def chatty(state: dict) -> dict:
         for i in range(state["records"]):
             log.info("record %d of %d", i + 1, state["records"], extra={"index": i + 1})
+        if state.get("fail_with_nul"):
+            # Postgres cannot store a NUL character in jsonb: this stage's row cannot be written.
+            log.info("raw tool output: a\x00b")
+            raise RuntimeError("chatty failed")
         return {"visited": ["chatty"]}
 
     graph = StateGraph(ChattyState, input_schema=ChattyInput)

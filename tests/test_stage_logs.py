@@ -5,6 +5,7 @@ import pytest
 from pipeline.models import RunStatus
 from pipeline.selectors import log_lines
 from pipeline.services import start_run
+from tests.conftest import require_postgres
 
 pytestmark = pytest.mark.usefixtures("sync_queue")
 
@@ -51,3 +52,15 @@ def test_gamed_stages_explain_their_choices():
     warnings = log_lines(run, min_level=30)
     assert warnings and all(line.level_name == "WARNING" for line in warnings)
     assert any("too many items" in line.message for line in warnings)
+
+
+def test_a_failed_run_ends_failed_even_when_its_last_stage_row_cannot_be_stored():
+    # The run's end is written with its last stage rows; when Postgres refuses one of those
+    # rows (a NUL in the stage's logs), the end is still recorded on its own.
+    require_postgres()
+    run = start_run(graph="chatty", input={"records": 1, "fail_with_nul": True})
+    run.refresh_from_db()
+
+    assert run.status == RunStatus.FAILED
+    assert run.error_message == "RuntimeError: chatty failed"
+    assert run.lease_expires_at is None
