@@ -18,7 +18,7 @@ import psycopg
 from django.conf import settings
 from django.db import InterfaceError as DjangoInterfaceError
 from django.db import OperationalError as DjangoOperationalError
-from django.db import connections, transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 from psycopg_pool import PoolTimeout
 
@@ -112,10 +112,13 @@ class RowWriter:
         self._thread.start()
 
     def watch(self, control: RunControl) -> None:
+        # A write that failed in an earlier execution of this run is not this one's concern.
+        self.errors.pop(control.run_id, None)
         self.controls[control.run_id] = control
 
     def unwatch(self, run_id) -> None:
         self.controls.pop(run_id, None)
+        self.errors.pop(run_id, None)
 
     def _loop(self) -> None:
         poll = min(settings.GAMED_CANCEL_POLL_SECONDS, settings.GAMED_HEARTBEAT_SECONDS)
@@ -169,7 +172,11 @@ class RowWriter:
             return
         done = [op[3] for op in ops if op[1] == "flush"]
         writes = [op for op in ops if op[1] != "flush"]
-        if run_id not in self.errors:
+        if run_id in self.errors:
+            # An earlier batch failed: the runner is told at its next event; only the run's
+            # end (when it is queued) is still written.
+            self._record_end_alone(run_id, writes)
+        else:
             try:
                 self._write_retrying(run_id, writes)
             except Exception as exc:
@@ -194,10 +201,10 @@ class RowWriter:
         rows could not be (bad data in a row, say). A run that would end `succeeded` is not:
         the runner sees the error and ends it as failed or interrupted instead."""
         ends = [op for op in writes if op[1] == "end"]
-        if not ends or ends[-1][3]["fields"]["status"] == RunStatus.SUCCEEDED:
+        if not ends or ends[0][3]["fields"]["status"] == RunStatus.SUCCEEDED:
             return
         try:
-            self._write_retrying(run_id, ends)
+            self._write_retrying(run_id, ends[:1])
         except Exception:
             logger.exception("run %s: could not record its end", run_id)
             connections["default"].close()
@@ -211,7 +218,7 @@ class RowWriter:
             if kind == "heartbeat":
                 heartbeat = True
             elif kind == "end":
-                end = fields
+                end = end or fields  # the first end queued is how the run ended
             elif kind == "insert":
                 new[order] = fields
             elif order in new:
@@ -236,8 +243,12 @@ class RowWriter:
                     pk=run_id, status=RunStatus.RUNNING, worker=end["worker"]
                 ).update(finished_at=now, heartbeat_at=now, lease_expires_at=None, **end["fields"])
 
-    def put(self, run_id, kind: str, order: int = 0, fields: dict | None = None) -> None:
-        self.raise_error(run_id)
+    def put(
+        self, run_id, kind: str, order: int = 0, fields: dict | None = None, *, check=True
+    ) -> None:
+        """Queue a write; with `check`, first re-raise a write of the run that failed."""
+        if check:
+            self.raise_error(run_id)
         self._queue.put((run_id, kind, order, fields or {}))
 
     def raise_error(self, run_id) -> None:
@@ -290,8 +301,8 @@ class StageRecorder:
     def _insert(self, order: int, **fields) -> None:
         self.writer.put(self.run.pk, "insert", order, fields)
 
-    def _update(self, order: int, **fields) -> None:
-        self.writer.put(self.run.pk, "update", order, fields)
+    def _update(self, order: int, *, check: bool = True, **fields) -> None:
+        self.writer.put(self.run.pk, "update", order, fields, check=check)
 
     def on_checkpoint(self, data: dict) -> None:
         checkpoint_id = data["config"]["configurable"]["checkpoint_id"]
@@ -344,9 +355,9 @@ class StageRecorder:
         records = self.logs.collect(str(self.run.pk), task_id)
         return {"logs": records} if records else {}
 
-    def flush(self, checkpoint_id: str = "") -> None:
+    def flush(self, checkpoint_id: str = "", *, check: bool = True) -> None:
         for order, fields in self.awaiting_checkpoint:
-            self._update(order, checkpoint_id=checkpoint_id, **fields)
+            self._update(order, check=check, checkpoint_id=checkpoint_id, **fields)
         self.awaiting_checkpoint.clear()
 
     def close(
@@ -359,12 +370,14 @@ class StageRecorder:
     ) -> None:
         """Write everything still queued; stages still running end with the run's reason.
 
-        `end` ({"worker": ..., "fields": {...}}) ends the run in the same transaction."""
-        self.flush()
+        `end` ({"worker": ..., "fields": {...}}) ends the run in the same transaction. All is
+        queued before a write that failed earlier is re-raised, so the end is never skipped."""
+        self.flush(check=False)
         now = timezone.now()
         for task_id, (order, started) in self.running.items():
             self._update(
                 order,
+                check=False,
                 **self._logs(task_id),
                 status=status,
                 finished_at=now,
@@ -374,7 +387,7 @@ class StageRecorder:
             )
         self.running.clear()
         if end is not None:
-            self.writer.put(self.run.pk, "end", 0, end)
+            self.writer.put(self.run.pk, "end", 0, end, check=False)
         self.writer.flush(self.run.pk)
 
     def heartbeat(self) -> None:
@@ -399,7 +412,7 @@ def claim(run_id: str, worker: str) -> PipelineRun | None:
     or an interrupted one (resume), can be claimed, and never one that was cancelled.
     """
     opts = PipelineRun._meta
-    conn = connections[PipelineRun.objects.db]
+    conn = connections[router.db_for_write(PipelineRun)]
     now = timezone.now()
 
     def col(name: str) -> str:

@@ -75,33 +75,45 @@ def build_fanout() -> StateGraph:
 
 class ChattyInput(BaseModel):
     records: int = 3
-    fail_with_nul: bool = False
+    nul: bool = False
+    fail: bool = False
+    linger: float = 0.0
 
 
 class ChattyState(TypedDict, total=False):
     records: int
-    fail_with_nul: bool
+    nul: bool
+    fail: bool
+    linger: float
     visited: Annotated[list, _append]
 
 
 def build_chatty() -> StateGraph:
-    """quiet -> chatty (logs `records` records; fails after a NUL with fail_with_nul) ->
-    quiet_again."""
+    """quiet -> chatty (logs `records` records, then one with a NUL character if `nul`, then
+    fails if `fail`) -> quiet_again (takes `linger` seconds).
+
+    Postgres cannot store a NUL character in jsonb: with `nul`, chatty's row cannot be written.
+    """
     import logging
+    import time
 
     log = logging.getLogger("tests.chatty")
 
     def chatty(state: dict) -> dict:
         for i in range(state["records"]):
             log.info("record %d of %d", i + 1, state["records"], extra={"index": i + 1})
-        if state.get("fail_with_nul"):
-            # Postgres cannot store a NUL character in jsonb: this stage's row cannot be written.
+        if state.get("nul"):
             log.info("raw tool output: a\x00b")
+        if state.get("fail"):
             raise RuntimeError("chatty failed")
         return {"visited": ["chatty"]}
 
+    def quiet_again(state: dict) -> dict:
+        time.sleep(state.get("linger", 0.0))
+        return {"visited": ["quiet_again"]}
+
     graph = StateGraph(ChattyState, input_schema=ChattyInput)
-    graph.add_sequence([_step("quiet"), chatty, _step("quiet_again")])
+    graph.add_sequence([_step("quiet"), chatty, stage(quiet_again)])
     graph.add_edge(START, "quiet")
     graph.add_edge("quiet_again", END)
     return graph

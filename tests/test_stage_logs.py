@@ -58,9 +58,21 @@ def test_a_failed_run_ends_failed_even_when_its_last_stage_row_cannot_be_stored(
     # The run's end is written with its last stage rows; when Postgres refuses one of those
     # rows (a NUL in the stage's logs), the end is still recorded on its own.
     require_postgres()
-    run = start_run(graph="chatty", input={"records": 1, "fail_with_nul": True})
+    run = start_run(graph="chatty", input={"records": 1, "nul": True, "fail": True})
     run.refresh_from_db()
 
     assert run.status == RunStatus.FAILED
     assert run.error_message == "RuntimeError: chatty failed"
+    assert run.lease_expires_at is None
+
+
+def test_a_run_ends_failed_when_an_earlier_stage_row_could_not_be_stored():
+    # chatty's row fails in its own batch while quiet_again still runs: the run stops with the
+    # cause at its next event and its end is written although the writer holds the error.
+    require_postgres()
+    run = start_run(graph="chatty", input={"records": 1, "nul": True, "linger": 0.5})
+    run.refresh_from_db()
+
+    assert run.status == RunStatus.FAILED
+    assert "DataError" in run.error_message or "ValueError" in run.error_message, run.error_message
     assert run.lease_expires_at is None
