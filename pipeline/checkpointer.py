@@ -60,7 +60,17 @@ def _open(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
         key,
         min_size=1,
         max_size=settings.CHECKPOINT_POOL_SIZE,
-        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        kwargs={
+            "autocommit": True,
+            "prepare_threshold": 0,
+            "row_factory": dict_row,
+            # A peer that vanished without closing (a NAT or load balancer dropping an idle
+            # connection, a failover) is noticed by the kernel, so the idle check sees it too.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        },
         # A connection broken by a database restart is replaced instead of handed out.
         check=check_idle_connection,
         open=True,
