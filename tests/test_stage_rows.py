@@ -1,0 +1,58 @@
+"""Stage rows the runner writes hold exactly what the recorder gave them, on every backend."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from pipeline.models import PipelineRun, StageExecution
+from pipeline.runner import insert_stages
+
+
+def test_inserted_stage_rows_keep_every_value_and_default_the_rest(db):
+    run = PipelineRun.objects.create(graph="gamed", input={})
+    started = datetime(2026, 11, 28, 16, 0, 0, 123456, tzinfo=UTC)
+    insert_stages(
+        run.pk,
+        {
+            1: {
+                "stage_name": "router",
+                "status": "succeeded",
+                "task_id": "t-1",
+                "attempt": 2,
+                "started_at": started,
+                "finished_at": started,
+                "duration_ms": 7,
+                "input_snapshot": {"question": "Ünïcode ✓", "nested": [1, 2.5, None, True]},
+                "output_snapshot": None,
+                "logs": [{"level": 20, "message": 'quote " and \\ backslash'}],
+                "checkpoint_id": "1f0-b",
+                "parent_checkpoint_id": "1f0-a",
+                "model_id": "offline",
+                "prompt_tokens": 12,
+                "cost_usd": Decimal("0.000125"),
+            },
+            2: {"stage_name": "planner", "status": "running", "task_id": "t-2"},
+        },
+    )
+
+    first, second = StageExecution.objects.filter(run=run).order_by("stage_order")
+    assert (first.stage_order, first.stage_name, first.status, first.attempt) == (
+        1,
+        "router",
+        "succeeded",
+        2,
+    )
+    assert first.started_at == started and first.finished_at == started  # microseconds kept
+    assert first.input_snapshot == {"question": "Ünïcode ✓", "nested": [1, 2.5, None, True]}
+    assert first.output_snapshot is None
+    assert first.logs == [{"level": 20, "message": 'quote " and \\ backslash'}]
+    assert (first.checkpoint_id, first.parent_checkpoint_id) == ("1f0-b", "1f0-a")
+    assert (first.model_id, first.prompt_tokens, first.cost_usd) == (
+        "offline",
+        12,
+        Decimal("0.000125"),
+    )
+    # Fields a row does not set get the model's defaults.
+    assert (second.stage_order, second.attempt, second.logs) == (2, 1, [])
+    assert second.started_at is None and second.input_snapshot is None
+    assert (second.error_message, second.checkpoint_id, second.model_id) == ("", "", "")
+    assert second.completion_tokens is None and second.reused_from_id is None
