@@ -231,19 +231,20 @@ class RowWriter:
             else:
                 changed.setdefault(order, {}).update(fields)
         heartbeat = heartbeat and end is None  # the end clears the lease anyway
-        statements = bool(new) + len(changed) + heartbeat + (end is not None)
-        with transaction.atomic() if statements > 1 else contextlib.nullcontext():
+        conn = connections[router.db_for_write(StageExecution)]
+        # On Postgres the last rows and the run's end are one statement (the INSERT in a WITH).
+        combined = bool(new) and end is not None and conn.vendor == "postgresql"
+        statements = bool(new) + len(changed) + heartbeat + (end is not None) - combined
+        with transaction.atomic(using=conn.alias) if statements > 1 else contextlib.nullcontext():
             if new:
-                insert_stages(run_id, new)
+                insert_stages(run_id, new, end=end if combined else None)
             for order, fields in changed.items():
                 StageExecution.objects.filter(run_id=run_id, stage_order=order).update(**fields)
             if heartbeat:
                 renew_leases([run_id], worker_id())
-            if end is not None:
-                now = timezone.now()
-                PipelineRun.objects.filter(
-                    pk=run_id, status=RunStatus.RUNNING, worker=end["worker"]
-                ).update(finished_at=now, heartbeat_at=now, lease_expires_at=None, **end["fields"])
+            if end is not None and not combined:
+                with conn.cursor() as cursor:
+                    cursor.execute(*_end_update(conn, run_id, end))
 
     def put(
         self, run_id, kind: str, order: int = 0, fields: dict | None = None, *, check=True
@@ -397,8 +398,9 @@ class StageRecorder:
         self.writer.put(self.run.pk, "heartbeat")
 
 
-def insert_stages(run_id, rows: dict[int, dict]) -> None:
-    """INSERT one run's stage rows, `{stage_order: fields}`.
+def insert_stages(run_id, rows: dict[int, dict], *, end: dict | None = None) -> None:
+    """INSERT one run's stage rows, `{stage_order: fields}`; on Postgres, also end the run
+    (`end` as `_end()` builds it) in the same statement.
 
     On Postgres the rows travel as one JSON document that `jsonb_to_recordset` expands into
     the table: one short, parameter-light statement, where `bulk_create` would build a model
@@ -408,6 +410,8 @@ def insert_stages(run_id, rows: dict[int, dict]) -> None:
     """
     conn = connections[router.db_for_write(StageExecution)]
     if conn.vendor != "postgresql":
+        if end is not None:
+            raise ValueError("only Postgres inserts stage rows and ends the run in one statement")
         StageExecution.objects.using(conn.alias).bulk_create(
             StageExecution(run_id=run_id, stage_order=order, **fields)
             for order, fields in rows.items()
@@ -418,8 +422,35 @@ def insert_stages(run_id, rows: dict[int, dict]) -> None:
         {**defaults, **fields, "run_id": run_id, "stage_order": order}
         for order, fields in rows.items()
     ]
+    params = [Jsonb(document, dumps=_recordset_dumps)]
+    if end is not None:
+        end_sql, end_params = _end_update(conn, run_id, end)
+        sql = f"WITH stages AS ({sql}) {end_sql}"
+        params += end_params
     with conn.cursor() as cursor:
-        cursor.execute(sql, [Jsonb(document, dumps=_recordset_dumps)])
+        cursor.execute(sql, params)
+
+
+def _end_update(conn, run_id, end: dict) -> tuple[str, list]:
+    """The UPDATE that ends the run as `end` says, if `end["worker"]` still holds it."""
+    opts = PipelineRun._meta
+    now = timezone.now()
+    values = {**end["fields"], "finished_at": now, "heartbeat_at": now, "lease_expires_at": None}
+    assignments, params = [], []
+    for name, value in values.items():
+        model_field = opts.get_field(name)
+        assignments.append(f"{conn.ops.quote_name(model_field.column)} = %s")
+        params.append(model_field.get_db_prep_save(value, conn))
+    column = {
+        name: conn.ops.quote_name(opts.get_field(name).column)
+        for name in ("id", "status", "worker")
+    }
+    sql = (
+        f"UPDATE {conn.ops.quote_name(opts.db_table)} SET {', '.join(assignments)} "
+        f"WHERE {column['id']} = %s AND {column['status']} = %s AND {column['worker']} = %s"
+    )
+    params += [opts.pk.get_db_prep_value(run_id, conn), RunStatus.RUNNING, end["worker"]]
+    return sql, params
 
 
 @functools.cache
