@@ -1,7 +1,12 @@
 """Log records a stage emits are kept with its stage execution, in order and bounded."""
 
-import pytest
+import logging
+import threading
 
+import pytest
+from langchain_core.runnables.config import var_child_runnable_config
+
+from pipeline import stagelogs
 from pipeline.models import RunStatus
 from pipeline.selectors import log_lines
 from pipeline.services import start_run
@@ -76,3 +81,32 @@ def test_a_run_ends_failed_when_an_earlier_stage_row_could_not_be_stored():
     assert run.status == RunStatus.FAILED
     assert "DataError" in run.error_message or "ValueError" in run.error_message, run.error_message
     assert run.lease_expires_at is None
+
+
+def test_a_stage_logging_from_many_threads_keeps_the_limit_and_counts_every_record(settings):
+    settings.GAMED_STAGE_LOG_LIMIT = 500
+    capture = stagelogs.capture()
+    capture.start_stage("threads-run", "task-1")
+    config = {
+        "configurable": {"gamed_run_id": "threads-run"},
+        "metadata": {"langgraph_checkpoint_ns": "busy:task-1"},
+    }
+    log = logging.getLogger("tests.threads")
+    log.setLevel(logging.INFO)
+
+    def busy(thread: int) -> None:
+        var_child_runnable_config.set(config)
+        for i in range(300):
+            log.info("thread %d record %d", thread, i)
+
+    threads = [threading.Thread(target=busy, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records = capture.collect("threads-run", "task-1")
+
+    kept, closing = records[:-1], records[-1]
+    assert len(kept) == 500
+    assert closing["extra"] == {"dropped": 8 * 300 - 500}
+    assert capture.collect("threads-run", "task-1") == []
