@@ -499,25 +499,15 @@ def claim(run_id: str, worker: str) -> PipelineRun | None:
     have been handed the same task, and only one of them changes the row. Only a pending run,
     or an interrupted one (resume), can be claimed, and never one that was cancelled.
     """
-    opts = PipelineRun._meta
     conn = connections[router.db_for_write(PipelineRun)]
+    sql, names, converters = _claim_statement(conn.alias)
+    opts = PipelineRun._meta
     now = timezone.now()
 
-    def col(name: str) -> str:
-        return conn.ops.quote_name(opts.get_field(name).column)
-
     def prep(name: str, value):
-        field = opts.get_field(name)
-        return field.get_db_prep_value(field.to_python(value), conn)
+        model_field = opts.get_field(name)
+        return model_field.get_db_prep_value(model_field.to_python(value), conn)
 
-    sql = (
-        f"UPDATE {conn.ops.quote_name(opts.db_table)} SET {col('status')} = %s, "
-        f"{col('worker')} = %s, {col('heartbeat_at')} = %s, {col('lease_expires_at')} = %s, "
-        f"{col('started_at')} = COALESCE({col('started_at')}, %s), {col('finished_at')} = NULL, "
-        f"{col('attempts')} = {col('attempts')} + 1 "
-        f"WHERE {col('id')} = %s AND {col('status')} IN (%s, %s) "
-        f"AND {col('cancel_requested')} = %s RETURNING *"
-    )
     params = [
         RunStatus.RUNNING,
         worker,
@@ -529,8 +519,47 @@ def claim(run_id: str, worker: str) -> PipelineRun | None:
         RunStatus.INTERRUPTED,
         prep("cancel_requested", False),
     ]
-    claimed = list(PipelineRun.objects.raw(sql, params))  # read to the end: the UPDATE is done
-    return claimed[0] if claimed else None
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()  # read to the end: the UPDATE is done
+    if not rows:
+        return None
+    values = []
+    for value, (expression, functions) in zip(rows[0], converters, strict=True):
+        for convert in functions:
+            value = convert(value, expression, conn)
+        values.append(value)
+    return PipelineRun.from_db(conn.alias, names, values)
+
+
+@functools.cache
+def _claim_statement(alias: str) -> tuple[str, list[str], list[tuple]]:
+    """The claim's SQL, returning every column of the run in model order, the fields' names,
+    and each column's converters, as a queryset would apply them (what `Model.objects.raw()`
+    works out again for every query, which costs more than the UPDATE itself)."""
+    conn = connections[alias]
+    opts = PipelineRun._meta
+    quote = conn.ops.quote_name
+
+    def col(name: str) -> str:
+        return quote(opts.get_field(name).column)
+
+    fields = opts.concrete_fields
+    sql = (
+        f"UPDATE {quote(opts.db_table)} SET {col('status')} = %s, "
+        f"{col('worker')} = %s, {col('heartbeat_at')} = %s, {col('lease_expires_at')} = %s, "
+        f"{col('started_at')} = COALESCE({col('started_at')}, %s), {col('finished_at')} = NULL, "
+        f"{col('attempts')} = {col('attempts')} + 1 "
+        f"WHERE {col('id')} = %s AND {col('status')} IN (%s, %s) "
+        f"AND {col('cancel_requested')} = %s "
+        f"RETURNING {', '.join(quote(f.column) for f in fields)}"
+    )
+    converters = []
+    for model_field in fields:
+        expression = model_field.get_col(opts.db_table)
+        functions = conn.ops.get_db_converters(expression) + expression.get_db_converters(conn)
+        converters.append((expression, functions))
+    return sql, [f.attname for f in fields], converters
 
 
 def execute_run(run_id: str) -> str:

@@ -1,10 +1,10 @@
-"""Stage rows the runner writes hold exactly what the recorder gave them, on every backend."""
+"""Rows the runner writes and reads with its own SQL match what the ORM writes and reads."""
 
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from pipeline.models import PipelineRun, StageExecution
-from pipeline.runner import insert_stages
+from pipeline.runner import claim, insert_stages
 
 
 def test_inserted_stage_rows_keep_every_value_and_default_the_rest(db):
@@ -56,3 +56,21 @@ def test_inserted_stage_rows_keep_every_value_and_default_the_rest(db):
     assert second.started_at is None and second.input_snapshot is None
     assert (second.error_message, second.checkpoint_id, second.model_id) == ("", "", "")
     assert second.completion_tokens is None and second.reused_from_id is None
+
+
+def test_a_claimed_run_reads_as_the_orm_reads_it(db):
+    run = PipelineRun.objects.create(
+        graph="gamed", input={"question": "Label the heart", "nested": [1, {"a": None}]}
+    )
+
+    claimed = claim(str(run.pk), "host:1")
+
+    assert claimed is not None and claimed._state.adding is False
+    stored = PipelineRun.objects.get(pk=run.pk)
+    for field in PipelineRun._meta.concrete_fields:
+        assert getattr(claimed, field.attname) == getattr(stored, field.attname), field.name
+    assert claimed.input == {"question": "Label the heart", "nested": [1, {"a": None}]}
+    assert (claimed.status, claimed.worker, claimed.attempts) == ("running", "host:1", 1)
+    assert claimed.started_at.tzinfo is not None and claimed.lease_expires_at > claimed.started_at
+    # Claimed already: a second claim (a task delivered twice) gets nothing.
+    assert claim(str(run.pk), "host:2") is None
