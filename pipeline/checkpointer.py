@@ -5,7 +5,6 @@ connection (or pool) opened before the fork must never be shared by the children
 """
 
 import os
-import select
 import sqlite3
 import threading
 
@@ -19,6 +18,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+
+from gamed_console.postgresql.base import has_input
 
 _lock = threading.Lock()
 _savers: dict[tuple[int, str], BaseCheckpointSaver] = {}
@@ -88,9 +89,7 @@ def check_idle_connection(conn) -> None:
     """
     if conn.closed:
         raise psycopg.OperationalError("the connection is closed")
-    poller = select.poll()  # unlike select.select, any file descriptor number
-    poller.register(conn.fileno(), select.POLLIN)
-    if poller.poll(0):
+    if has_input(conn.fileno()):
         ConnectionPool.check_connection(conn)
 
 
