@@ -74,6 +74,16 @@ TEMPLATES = [
 
 SQLITE_BUSY_TIMEOUT_SECONDS = env_int("GAMED_SQLITE_BUSY_TIMEOUT", 30, minimum=1)
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'gamed.sqlite3'}"
+# libpq TCP keepalives for every Postgres connection (Django's and the checkpoint pool's): a
+# peer that vanished without closing (a NAT or load balancer dropping an idle connection, a
+# failover) is noticed by the kernel within about a minute, so the idle-connection health
+# checks see it like a closed session instead of a query hanging on a dead socket.
+POSTGRES_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def _database(url: str) -> dict:
@@ -93,6 +103,7 @@ def _database(url: str) -> dict:
     elif config["ENGINE"] == "django.db.backends.postgresql":
         # Django's backend, with a health check that needs no round trip on an idle connection.
         config["ENGINE"] = "gamed_console.postgresql"
+        config["OPTIONS"] = {**POSTGRES_KEEPALIVES, **config.get("OPTIONS", {})}
     else:
         raise ImproperlyConfigured("DATABASE_URL must be a sqlite:// or postgres:// URL")
     return config

@@ -33,15 +33,27 @@ def checkpoint_database() -> dict:
     return connections["default"].settings_dict
 
 
+# Django's own Postgres OPTIONS; every other option is a libpq connection parameter.
+DJANGO_ONLY_OPTIONS = {"isolation_level", "server_side_binding", "assume_role", "pool", "context"}
+
+
 def _key(db: dict) -> str:
+    """The checkpoint connections' conninfo: the database's URL with its options (`sslmode`,
+    `connect_timeout`, ...) and TCP keepalives unless the URL sets its own."""
     if "sqlite" in db["ENGINE"]:
         return f"sqlite:{db['NAME']}"
+    options = {
+        name: value
+        for name, value in db.get("OPTIONS", {}).items()
+        if name not in DJANGO_ONLY_OPTIONS
+    }
     return make_conninfo(
         dbname=db["NAME"],
         user=db.get("USER") or None,
         password=db.get("PASSWORD") or None,
         host=db.get("HOST") or None,
         port=str(db["PORT"]) if db.get("PORT") else None,
+        **{**settings.POSTGRES_KEEPALIVES, **options},
     )
 
 
@@ -65,12 +77,6 @@ def _open(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
             "autocommit": True,
             "prepare_threshold": 0,
             "row_factory": dict_row,
-            # A peer that vanished without closing (a NAT or load balancer dropping an idle
-            # connection, a failover) is noticed by the kernel, so the idle check sees it too.
-            "keepalives": 1,
-            "keepalives_idle": 30,
-            "keepalives_interval": 10,
-            "keepalives_count": 3,
         },
         # A connection broken by a database restart is replaced instead of handed out.
         check=check_idle_connection,

@@ -7,6 +7,7 @@ import psycopg
 import pytest
 from django.db import close_old_connections, connection
 
+from pipeline.checkpointer import close_checkpointers, get_checkpointer
 from pipeline.models import RunStatus
 from pipeline.services import start_run
 from tests.conftest import require_postgres
@@ -79,3 +80,37 @@ def test_a_kept_connection_the_server_ended_is_replaced_before_the_next_query():
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != pid
+
+
+def keepalive_settings(conn) -> dict[str, str]:
+    parameters = conn.info.get_parameters()
+    return {name: parameters.get(name) for name in ("keepalives_idle", "keepalives_interval")}
+
+
+def test_django_and_checkpoint_connections_use_tcp_keepalives():
+    # Without keepalives a peer that vanished silently (a dropped NAT entry, a failover) leaves
+    # the idle socket looking healthy for the kernel's default two hours.
+    require_postgres()
+    connection.ensure_connection()
+    expected = {"keepalives_idle": "30", "keepalives_interval": "10"}
+    assert keepalive_settings(connection.connection) == expected
+
+    with get_checkpointer().conn.connection() as conn:
+        assert keepalive_settings(conn) == expected
+
+
+def test_checkpoint_database_url_options_reach_the_checkpoint_connections(settings):
+    require_postgres()
+    db = connection.settings_dict
+    settings.CHECKPOINT_DATABASE_URL = (
+        f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        "?application_name=gamed-checkpoints&keepalives_idle=45"
+    )
+    try:
+        with get_checkpointer().conn.connection() as conn:
+            parameters = conn.info.get_parameters()
+            assert parameters["application_name"] == "gamed-checkpoints"
+            assert parameters["keepalives_idle"] == "45"
+            assert parameters["keepalives_interval"] == "10"
+    finally:
+        close_checkpointers()
