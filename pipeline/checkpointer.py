@@ -33,8 +33,17 @@ def checkpoint_database() -> dict:
     return connections["default"].settings_dict
 
 
-# Django's own Postgres OPTIONS; every other option is a libpq connection parameter.
-DJANGO_ONLY_OPTIONS = {"isolation_level", "server_side_binding", "assume_role", "pool", "context"}
+# Postgres OPTIONS that Django or psycopg take for themselves; every other option is a libpq
+# connection parameter, which the checkpoint connections get too.
+NOT_LIBPQ_OPTIONS = {
+    "assume_role",
+    "isolation_level",
+    "pool",
+    "server_side_binding",
+    "context",
+    "cursor_factory",
+    "prepare_threshold",
+}
 
 
 def _key(db: dict) -> str:
@@ -45,7 +54,7 @@ def _key(db: dict) -> str:
     options = {
         name: value
         for name, value in db.get("OPTIONS", {}).items()
-        if name not in DJANGO_ONLY_OPTIONS
+        if name not in NOT_LIBPQ_OPTIONS
     }
     return make_conninfo(
         dbname=db["NAME"],

@@ -105,6 +105,7 @@ def test_checkpoint_database_url_options_reach_the_checkpoint_connections(settin
     settings.CHECKPOINT_DATABASE_URL = (
         f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
         "?application_name=gamed-checkpoints&keepalives_idle=45"
+        "&server_side_binding=true"  # Django's option, not libpq's: not passed on
     )
     try:
         with get_checkpointer().conn.connection() as conn:
