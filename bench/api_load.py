@@ -149,9 +149,10 @@ def seed(runs: int, stages: int) -> list[str]:
 
 def create_key() -> str:
     code = (
-        "from django.contrib.auth.models import User; "
+        "from django.contrib.auth.models import Permission, User; "
         "from observability.models import ApiKey; "
         "u = User.objects.create_user('bench'); "
+        "u.user_permissions.add(Permission.objects.get(codename='view_pipelinerun')); "
         "print(ApiKey.objects.create_key(name='bench', owner=u)[1])"
     )
     done = manage("shell", "-c", code, capture_output=True, text=True)

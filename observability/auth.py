@@ -94,6 +94,30 @@ def require_perm(request: HttpRequest, perm: str) -> Caller:
     return who
 
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def can_view_runs(user: AbstractBaseUser) -> bool:
+    """What lets the admin show a user runs: *Can view* or *Can change* pipeline runs."""
+    return user.has_perm("pipeline.view_pipelinerun") or user.has_perm(
+        "pipeline.change_pipelinerun"
+    )
+
+
+def reads_need_view_permission(operation):
+    """Router decorator (operation mode): reading runs, stages, checkpoints, logs or events
+    needs the caller's view permission, as in the admin. Writes check their action's own
+    permission (`require_perm`)."""
+
+    @wraps(operation)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if request.method in READ_METHODS and not can_view_runs(caller(request).user):
+            raise ApiError(403, "You do not have permission to view runs.", "forbidden")
+        return operation(request, *args, **kwargs)
+
+    return wrapper
+
+
 def docs_access(view):
     """The OpenAPI schema: a valid API key or a staff session; the interactive docs: staff
     only (else the login page)."""

@@ -130,8 +130,49 @@ def test_last_used_is_recorded_at_most_once_a_minute(write_key, django_assert_nu
 
 def test_a_staff_session_works_without_a_key():
     client = Client()
-    client.force_login(make_user("staffer", is_staff=True))
+    client.force_login(make_user("staffer", "view", is_staff=True))
     assert client.get("/api/runs").status_code == 200
+
+
+RUN_READS = [
+    "/runs",
+    "/runs/{id}",
+    "/runs/{id}/stages",
+    "/runs/{id}/checkpoints",
+    "/runs/{id}/logs",
+    "/runs/{id}/events",
+]
+
+
+@pytest.mark.parametrize("path", RUN_READS)
+def test_reading_runs_needs_the_owners_view_permission(path):
+    # As in the admin: a key acts as its owner, and an owner who may not see runs there may
+    # not read them here either, whatever the key's scope.
+    run = recorded_run(("input_enhancer", "failed"))
+    starter = make_user("starter", "start")
+    _, full = ApiKey.objects.create_key(name="s", owner=starter, scope=ApiKeyScope.WRITE)
+    response = ApiClient(full).get(path.format(id=run.pk))
+    assert response.status_code == 403, response.content
+    assert response.json() == {
+        "detail": "You do not have permission to view runs.",
+        "code": "forbidden",
+    }
+
+    starter.user_permissions.add(Permission.objects.get(codename="view_pipelinerun"))
+    assert ApiClient(full).get(f"/runs/{run.pk}/stages").status_code == 200
+
+
+def test_a_staff_session_without_the_view_permission_cannot_read_runs():
+    client = Client()
+    client.force_login(make_user("staffer", is_staff=True))
+    assert client.get("/api/runs").status_code == 403
+
+
+def test_the_graph_catalogue_needs_only_a_key():
+    _, full = ApiKey.objects.create_key(
+        name="s", owner=make_user("starter", "start"), scope=ApiKeyScope.WRITE
+    )
+    assert ApiClient(full).get("/graphs").status_code == 200
 
 
 def test_a_non_staff_session_is_401():
