@@ -40,30 +40,31 @@ NOT_LIBPQ_OPTIONS = {
     "isolation_level",
     "pool",
     "server_side_binding",
+    "autocommit",
     "context",
     "cursor_factory",
     "prepare_threshold",
+    "row_factory",
 }
 
 
 def _key(db: dict) -> str:
     """The checkpoint connections' conninfo: the database's URL with its options (`sslmode`,
-    `connect_timeout`, ...) and TCP keepalives unless the URL sets its own."""
+    `connect_timeout`, a socket `host`, ...) and TCP keepalives unless the URL sets its own.
+    As in Django's backend, the URL's own user, password, host and port win over options."""
     if "sqlite" in db["ENGINE"]:
         return f"sqlite:{db['NAME']}"
-    options = {
-        name: value
+    params = {**settings.POSTGRES_KEEPALIVES}
+    params.update(
+        (name, value)
         for name, value in db.get("OPTIONS", {}).items()
         if name not in NOT_LIBPQ_OPTIONS
-    }
-    return make_conninfo(
-        dbname=db["NAME"],
-        user=db.get("USER") or None,
-        password=db.get("PASSWORD") or None,
-        host=db.get("HOST") or None,
-        port=str(db["PORT"]) if db.get("PORT") else None,
-        **{**settings.POSTGRES_KEEPALIVES, **options},
     )
+    fields = {"dbname": "NAME", "user": "USER", "password": "PASSWORD", "host": "HOST"}
+    params.update((name, db[key]) for name, key in fields.items() if db.get(key))
+    if db.get("PORT"):
+        params["port"] = str(db["PORT"])
+    return make_conninfo(**params)
 
 
 def is_postgres() -> bool:

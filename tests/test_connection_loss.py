@@ -10,7 +10,7 @@ from django.db import close_old_connections, connection
 from pipeline.checkpointer import close_checkpointers, get_checkpointer
 from pipeline.models import RunStatus
 from pipeline.services import start_run
-from tests.conftest import require_postgres
+from tests.conftest import database_url, require_postgres
 
 pytestmark = pytest.mark.usefixtures("sync_queue")
 PLANT = {"question": "Label the parts of a plant cell"}
@@ -99,12 +99,23 @@ def test_django_and_checkpoint_connections_use_tcp_keepalives():
         assert keepalive_settings(conn) == expected
 
 
-def test_checkpoint_database_url_options_reach_the_checkpoint_connections(settings):
-    require_postgres()
+def url_with_host_in_path() -> str:
+    return database_url()
+
+
+def url_with_host_in_query() -> str:
+    # How a Unix socket or Cloud SQL path is often given: `postgres://user@/db?host=/path`.
     db = connection.settings_dict
+    host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+    return f"postgres://{db['USER']}@/{db['NAME']}?host={host}&port={port}"
+
+
+@pytest.mark.parametrize("base_url", [url_with_host_in_path, url_with_host_in_query])
+def test_checkpoint_database_url_options_reach_the_checkpoint_connections(settings, base_url):
+    require_postgres()
+    url = base_url()
     settings.CHECKPOINT_DATABASE_URL = (
-        f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-        "?application_name=gamed-checkpoints&keepalives_idle=45"
+        f"{url}{'&' if '?' in url else '?'}application_name=gamed-checkpoints&keepalives_idle=45"
         "&server_side_binding=true"  # Django's option, not libpq's: not passed on
     )
     try:
