@@ -11,7 +11,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
-from observability.auth import API_AUTH, BadApiKey, docs_access, reads_need_view_permission
+from observability.auth import API_AUTH, BadApiKey, docs_access, needs_view_permission
 from observability.endpoints import actions, events, graphs, health, logs, runs
 from observability.errors import status_for
 from pipeline.exceptions import PipelineError
@@ -31,9 +31,9 @@ api = NinjaAPI(
     auth=API_AUTH,
     docs_decorator=docs_access,
 )
-# Run data needs the view permission; the graph catalogue and health need none beyond auth.
-for run_router in (runs.router, logs.router, events.router):
-    run_router.add_decorator(reads_need_view_permission)
+# Runs need the view permission; the graph catalogue and health need none beyond auth.
+for run_router in (runs.router, logs.router, actions.router, events.router):
+    run_router.add_decorator(needs_view_permission)
 api.add_router("", graphs.router)
 api.add_router("", runs.router)
 api.add_router("", logs.router)

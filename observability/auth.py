@@ -94,9 +94,6 @@ def require_perm(request: HttpRequest, perm: str) -> Caller:
     return who
 
 
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
 def can_view_runs(user: AbstractBaseUser) -> bool:
     """What lets the admin show a user runs: *Can view* or *Can change* pipeline runs."""
     return user.has_perm("pipeline.view_pipelinerun") or user.has_perm(
@@ -104,14 +101,14 @@ def can_view_runs(user: AbstractBaseUser) -> bool:
     )
 
 
-def reads_need_view_permission(operation):
-    """Router decorator (operation mode): reading runs, stages, checkpoints, logs or events
-    needs the caller's view permission, as in the admin. Writes check their action's own
-    permission (`require_perm`)."""
+def needs_view_permission(operation):
+    """Router decorator (operation mode): every operation on runs (reads, and actions, which
+    answer with the run) needs the caller's view permission, as reaching them in admin does.
+    An action also checks its own permission (`require_perm`)."""
 
     @wraps(operation)
     def wrapper(request: HttpRequest, *args, **kwargs):
-        if request.method in READ_METHODS and not can_view_runs(caller(request).user):
+        if not can_view_runs(caller(request).user):
             raise ApiError(403, "You do not have permission to view runs.", "forbidden")
         return operation(request, *args, **kwargs)
 

@@ -9,7 +9,9 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
+from observability.api import api as ninja_api
 from observability.models import ApiKey, ApiKeyScope
+from pipeline.models import PipelineRun
 from tests.api.conftest import ApiClient, make_user, recorded_run
 
 pytestmark = pytest.mark.django_db
@@ -134,32 +136,58 @@ def test_a_staff_session_works_without_a_key():
     assert client.get("/api/runs").status_code == 200
 
 
-RUN_READS = [
-    "/runs",
-    "/runs/{id}",
-    "/runs/{id}/stages",
-    "/runs/{id}/checkpoints",
-    "/runs/{id}/logs",
-    "/runs/{id}/events",
-]
+# Operations that need no permission beyond a valid key (or none at all, for health).
+OPEN_OPERATIONS = {("get", "/api/graphs"), ("get", "/api/graphs/{name}"), ("get", "/api/health")}
+ACTION_BODIES = {
+    "/api/runs": {"graph": "gamed", "input": {"question": "Why?"}},
+    "/api/runs/{run_id}/retry": {"from_stage": "input_enhancer"},
+}
 
 
-@pytest.mark.parametrize("path", RUN_READS)
-def test_reading_runs_needs_the_owners_view_permission(path):
-    # As in the admin: a key acts as its owner, and an owner who may not see runs there may
-    # not read them here either, whatever the key's scope.
+def run_operations() -> list[tuple[str, str]]:
+    paths = ninja_api.get_openapi_schema()["paths"]
+    return sorted(
+        (method, path)
+        for path, operations in paths.items()
+        for method in operations
+        if (method, path) not in OPEN_OPERATIONS
+    )
+
+
+def test_every_run_operation_needs_the_owners_view_permission():
+    # As in admin, where nothing about runs is reachable without *Can view*: a key acts as its
+    # owner, and an owner with every action permission but that one gets a 403 everywhere,
+    # new endpoints included (the operations come from the schema).
     run = recorded_run(("input_enhancer", "failed"))
-    starter = make_user("starter", "start")
-    _, full = ApiKey.objects.create_key(name="s", owner=starter, scope=ApiKeyScope.WRITE)
-    response = ApiClient(full).get(path.format(id=run.pk))
-    assert response.status_code == 403, response.content
-    assert response.json() == {
-        "detail": "You do not have permission to view runs.",
-        "code": "forbidden",
-    }
+    owner = make_user("no-view", "start", "retry", "cancel", "resume")
+    _, full = ApiKey.objects.create_key(name="n", owner=owner, scope=ApiKeyScope.WRITE)
+    client = ApiClient(full)
+    operations = run_operations()
+    assert len(operations) >= 14, operations
 
-    starter.user_permissions.add(Permission.objects.get(codename="view_pipelinerun"))
-    assert ApiClient(full).get(f"/runs/{run.pk}/stages").status_code == 200
+    for method, path in operations:
+        url = path.removeprefix("/api").format(run_id=run.pk, stage_id=1, checkpoint_id="c")
+        if method == "get":
+            response = client.get(url)
+        else:
+            response = client.post(url, ACTION_BODIES.get(path, {}))
+        assert response.status_code == 403, (method, path, response.content)
+        assert response.json() == {
+            "detail": "You do not have permission to view runs.",
+            "code": "forbidden",
+        }
+    assert PipelineRun.objects.count() == 1, "no action was carried out"
+
+
+@pytest.mark.parametrize("perm", ["view", "change"])
+def test_the_view_or_change_permission_lets_a_key_read_runs(perm):
+    run = recorded_run(("input_enhancer", "failed"))
+    _, full = ApiKey.objects.create_key(
+        name="r", owner=make_user("reader", perm), scope=ApiKeyScope.READ
+    )
+    client = ApiClient(full)
+    for url in ["/runs", f"/runs/{run.pk}", f"/runs/{run.pk}/stages", f"/runs/{run.pk}/logs"]:
+        assert client.get(url).status_code == 200, url
 
 
 def test_a_staff_session_without_the_view_permission_cannot_read_runs():
