@@ -1,9 +1,11 @@
 """Who is calling the API: an API key (acting as its owner) or a staff session."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from ninja.errors import AuthenticationError, HttpError
@@ -113,6 +115,24 @@ def needs_view_permission(operation):
         return operation(request, *args, **kwargs)
 
     return wrapper
+
+
+def access_check(request: HttpRequest) -> Callable[[], bool]:
+    """For a response that outlives its request (an event stream): asks again, when called,
+    whether the caller may still see runs, as a new request would: the key not revoked, its
+    owner (or the session's user, who must be staff) active and with the view permission."""
+    who = caller(request)
+
+    def still_allowed() -> bool:
+        if who.api_key is not None:
+            key = ApiKey.objects.active().select_related("owner").filter(pk=who.api_key.pk).first()
+            user = key.owner if key is not None else None
+        else:
+            users = get_user_model()._default_manager
+            user = users.filter(pk=who.user.pk, is_staff=True).first()
+        return user is not None and user.is_active and can_view_runs(user)
+
+    return still_allowed
 
 
 def docs_access(view):

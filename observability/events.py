@@ -17,7 +17,7 @@ of order are therefore reported in stage order.)
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -30,6 +30,8 @@ HEARTBEAT_SECONDS = 15.0
 # client reconnects with Last-Event-ID (browsers' EventSource does so by itself).
 MAX_STREAM_SECONDS = 3600.0
 RECONNECT_MS = 2000
+# How often an open stream asks again whether its caller may still see the run.
+ACCESS_CHECK_SECONDS = 15.0
 
 STAGE_ENDED = {
     StageStatus.SUCCEEDED: "stage.finished",
@@ -130,13 +132,24 @@ def derive_events(
     return events, ended
 
 
-def stream_run_events(run: PipelineRun, last_event_id: str | None = None) -> Iterator[str]:
+def stream_run_events(
+    run: PipelineRun,
+    last_event_id: str | None = None,
+    still_allowed: Callable[[], bool] | None = None,
+) -> Iterator[str]:
     """SSE text for `run` from after `last_event_id` until the run ends (or the stream's
-    lifetime runs out), with `: heartbeat` comments while nothing happens."""
+    lifetime runs out), with `: heartbeat` comments while nothing happens. With
+    `still_allowed`, the stream ends once that says no (asked every ACCESS_CHECK_SECONDS): a
+    revoked key or a removed permission stops a stream already open."""
     cursor = EventId.parse(last_event_id)
-    started = last_sent = time.monotonic()
+    started = last_sent = last_checked = time.monotonic()
     yield f"retry: {RECONNECT_MS}\n\n"
     while True:
+        if still_allowed is not None and time.monotonic() - last_checked >= ACCESS_CHECK_SECONDS:
+            last_checked = time.monotonic()
+            if not still_allowed():
+                yield ": access revoked; reconnect to authenticate again\n\n"
+                return
         run = PipelineRun.objects.filter(pk=run.pk).first()
         if run is None:
             return

@@ -6,6 +6,7 @@ from uuid import UUID
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Header, Router
 
+from observability.auth import access_check
 from observability.errors import errors
 from observability.events import STAGE_ENDED, stream_run_events
 from observability.schemas import RunEventOut
@@ -61,7 +62,8 @@ def run_events(request: HttpRequest, run_id: UUID, last_event_id: LastEventId = 
     while nothing happens; a stream lasts at most an hour."""
     run = get_run(str(run_id))
     response = StreamingHttpResponse(
-        stream_run_events(run, last_event_id), content_type="text/event-stream"
+        stream_run_events(run, last_event_id, still_allowed=access_check(request)),
+        content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"

@@ -1,13 +1,14 @@
 """Server-Sent Events of a run: every event in order, resumable with Last-Event-ID."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 
 from observability import events
 from observability.events import EventId
 from pipeline.models import PipelineRun, RunStatus
 from pipeline.services import retry_run, start_run
-from tests.api.conftest import recorded_run
+from tests.api.conftest import ApiClient, make_user, recorded_run
 from tests.conftest import wait_for_runs
 
 FAILING = {
@@ -134,3 +135,53 @@ def test_events_follow_a_run_live_on_a_real_worker(workers, api):
     assert kinds.count("stage.started") == kinds.count("stage.finished") == 8
     ids = [EventId.parse(e["id"]) for e in received]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def revoke_key(key, owner):
+    key.revoke()
+
+
+def deactivate_owner(key, owner):
+    owner.is_active = False
+    owner.save()
+
+
+def remove_view_permission(key, owner):
+    owner.user_permissions.remove(Permission.objects.get(codename="view_pipelinerun"))
+
+
+@pytest.mark.parametrize("take_away", [revoke_key, deactivate_owner, remove_view_permission])
+def test_an_open_stream_ends_once_its_caller_may_no_longer_see_runs(
+    db, write_key, operator, monkeypatch, take_away
+):
+    monkeypatch.setattr(events, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(events, "ACCESS_CHECK_SECONDS", 0.02)
+    monkeypatch.setattr(events, "MAX_STREAM_SECONDS", 5.0)
+    key, full = write_key
+    run = recorded_run(status=RunStatus.PENDING)  # a stream that would otherwise go on
+    response = ApiClient(full).get(f"/runs/{run.pk}/events")
+    chunks = iter(response.streaming_content)
+    assert next(chunks) == b"retry: 2000\n\n"
+
+    take_away(key, operator)
+
+    rest = parse(b"".join(chunks).decode())
+    assert rest[-1] == {"comment": "access revoked; reconnect to authenticate again"}
+
+
+def test_a_staff_session_stream_ends_once_the_user_is_no_longer_staff(db, monkeypatch):
+    monkeypatch.setattr(events, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(events, "ACCESS_CHECK_SECONDS", 0.02)
+    monkeypatch.setattr(events, "MAX_STREAM_SECONDS", 5.0)
+    staff = make_user("watcher", "view", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    run = recorded_run(status=RunStatus.PENDING)
+    chunks = iter(client.get(f"/api/runs/{run.pk}/events").streaming_content)
+    assert next(chunks) == b"retry: 2000\n\n"
+
+    staff.is_staff = False
+    staff.save()
+
+    rest = parse(b"".join(chunks).decode())
+    assert rest[-1] == {"comment": "access revoked; reconnect to authenticate again"}
