@@ -106,8 +106,9 @@ def url_with_host_in_path() -> str:
 def url_with_host_in_query() -> str:
     # How a Unix socket or Cloud SQL path is often given: `postgres://user@/db?host=/path`.
     db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
     host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
-    return f"postgres://{db['USER']}@/{db['NAME']}?host={host}&port={port}"
+    return f"postgres://{auth}@/{db['NAME']}?host={host}&port={port}"
 
 
 @pytest.mark.parametrize("base_url", [url_with_host_in_path, url_with_host_in_query])
