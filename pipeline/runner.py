@@ -243,8 +243,7 @@ class RowWriter:
             if heartbeat:
                 renew_leases([run_id], worker_id())
             if end is not None and not combined:
-                with conn.cursor() as cursor:
-                    cursor.execute(*_end_update(conn, run_id, end))
+                execute(conn, *_end_update(conn, run_id, end))
 
     def put(
         self, run_id, kind: str, order: int = 0, fields: dict | None = None, *, check=True
@@ -427,8 +426,30 @@ def insert_stages(run_id, rows: dict[int, dict], *, end: dict | None = None) -> 
         end_sql, end_params = _end_update(conn, run_id, end)
         sql = f"WITH stages AS ({sql}) {end_sql}"
         params += end_params
-    with conn.cursor() as cursor:
+    execute(conn, sql, params)
+
+
+def execute(conn, sql: str, params: list, *, fetch: bool = False) -> list | None:
+    """Run one of the statements every run sends (its claim, its stage rows and its end) on
+    Django's connection `conn`; with `fetch`, return its rows (read to the end).
+
+    On Postgres the values travel as parameters, through a psycopg cursor that binds
+    server-side: Django's own cursors bind client-side, inlining every value as a literal in
+    the statement's text, which costs the worker CPU to build and Postgres CPU to lex (the
+    stage rows' JSON document is several kilobytes). Prepared statements stay as Django's
+    connection configures them (off unless OPTIONS sets `prepare_threshold`). As
+    `conn.cursor()` does, it checks the connection's health and thread, and raises Django's
+    database errors."""
+    if conn.vendor != "postgresql":
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if fetch else None
+    conn.close_if_health_check_failed()
+    conn.ensure_connection()
+    conn.validate_thread_sharing()
+    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:
         cursor.execute(sql, params)
+        return cursor.fetchall() if fetch else None
 
 
 def _end_update(conn, run_id, end: dict) -> tuple[str, list]:
@@ -519,9 +540,7 @@ def claim(run_id: str, worker: str) -> PipelineRun | None:
         RunStatus.INTERRUPTED,
         prep("cancel_requested", False),
     ]
-    with conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()  # read to the end: the UPDATE is done
+    rows = execute(conn, sql, params, fetch=True)
     if not rows:
         return None
     values = []

@@ -3,8 +3,21 @@
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import psycopg
+import pytest
+from django.db import IntegrityError, connection, transaction
+
 from pipeline.models import PipelineRun, StageExecution
 from pipeline.runner import claim, insert_stages
+from tests.conftest import require_postgres
+
+
+def last_statement() -> str:
+    """The text of the last statement Django's connection sent, as Postgres received it."""
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(connection.connection.info.dsn, autocommit=True) as observer:
+        row = observer.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid])
+        return row.fetchone()[0]
 
 
 def test_inserted_stage_rows_keep_every_value_and_default_the_rest(db):
@@ -74,3 +87,29 @@ def test_a_claimed_run_reads_as_the_orm_reads_it(db):
     assert claimed.started_at.tzinfo is not None and claimed.lease_expires_at > claimed.started_at
     # Claimed already: a second claim (a task delivered twice) gets nothing.
     assert claim(str(run.pk), "host:2") is None
+
+
+def test_claim_and_stage_rows_send_their_values_as_parameters_on_postgres(db):
+    """Not inlined as literals (Django's cursors bind client-side): every run sends these."""
+    require_postgres()
+    run = PipelineRun.objects.create(graph="gamed", input={})
+
+    assert claim(str(run.pk), "host:1") is not None
+    claim_text = last_statement()
+    insert_stages(run.pk, {1: {"stage_name": "router", "status": "running"}})
+    insert_text = last_statement()
+
+    assert claim_text.startswith('UPDATE "pipeline_pipelinerun"') and "$1" in claim_text
+    assert "host:1" not in claim_text and str(run.pk) not in claim_text
+    assert insert_text.startswith('INSERT INTO "pipeline_stageexecution"')
+    assert "$1" in insert_text and "router" not in insert_text
+
+
+def test_a_failed_stage_row_insert_raises_djangos_error_on_postgres(db):
+    require_postgres()
+    run = PipelineRun.objects.create(graph="gamed", input={})
+    insert_stages(run.pk, {1: {"stage_name": "router", "status": "running"}})
+
+    with pytest.raises(IntegrityError), transaction.atomic():  # (run, stage_order) is unique
+        insert_stages(run.pk, {1: {"stage_name": "router", "status": "running"}})
+    assert StageExecution.objects.filter(run=run).count() == 1
