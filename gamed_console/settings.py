@@ -138,6 +138,7 @@ Q_CLUSTER = {
     "save_limit": env_int("GAMED_QUEUE_SAVE_LIMIT", -1),
     "label": "Task queue",
     "poll": env_float("GAMED_QUEUE_POLL", 0.2),
+    "queue_limit": env_int("GAMED_QUEUE_LIMIT", GAMED_WORKERS, minimum=1),
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

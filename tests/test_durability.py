@@ -8,6 +8,8 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
+from django_q.models import OrmQ
 
 from pipeline.models import NodeInvocation, PipelineRun, RunStatus, StageExecution, StageStatus
 from pipeline.services import cancel_run, resume_run
@@ -195,3 +197,24 @@ def test_two_workers_on_redis_and_postgres_share_the_work(workers):
     for run in runs:
         assert set(ledger(run.pk).values()) == {1}
     assert {run.worker.split(":")[0] for run in runs} == {"w1", "w2"}
+
+
+def test_a_busy_cluster_takes_at_most_one_run_ahead_per_worker(workers):
+    """Runs a busy host has taken from the queue cannot go to an idle one: a qcluster takes
+    GAMED_QUEUE_LIMIT (default: one per worker) ahead of its workers, plus the one its pusher
+    holds, and leaves the rest in the queue (django-q2's default is workers squared)."""
+    cluster = f"test-{uuid.uuid4().hex[:8]}"
+    env = {**DURABLE, "GAMED_REQUEUE_AFTER_SECONDS": "600", "GAMED_CLUSTER_NAME": cluster}
+    ids = start_runs(env, 10, "gamed", {"question": PLANT, "faults": {"router": "sleep:30"}})
+    workers.start(GAMED_WORKERS="2", **env)
+    wait_until(
+        lambda: PipelineRun.objects.filter(pk__in=ids, status=RunStatus.RUNNING).count() == 2,
+        60,
+        "both workers inside a slow run",
+    )
+    time.sleep(1)  # the cluster's pusher takes what it may meanwhile
+
+    taken = OrmQ.objects.filter(key=cluster, lock__gt=timezone.now()).count()
+    waiting = OrmQ.objects.filter(key=cluster, lock__lte=timezone.now()).count()
+    assert taken == 2 + 2 + 1, (taken, waiting)  # running, queued in the cluster, pusher's
+    assert waiting == 10 - taken
