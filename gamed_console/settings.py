@@ -208,5 +208,6 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env_str("GAMED_LOG_LEVEL", "INFO")},
-    "loggers": {"django_q": {"level": env_str("GAMED_QUEUE_LOG_LEVEL", "WARNING")}},
+    # django-q2 logs to "django-q": INFO has a line per task it hands out and one per result.
+    "loggers": {"django-q": {"level": env_str("GAMED_QUEUE_LOG_LEVEL", "INFO")}},
 }

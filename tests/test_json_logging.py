@@ -150,3 +150,19 @@ def test_plain_is_the_default_and_unknown_formats_are_refused():
     bad = run_script("yaml")
     assert bad.returncode != 0
     assert "GAMED_LOG_FORMAT must be plain or json" in bad.stderr
+
+
+@pytest.mark.parametrize(("level", "per_task_lines"), [("INFO", True), ("WARNING", False)])
+def test_queue_log_level_setting_applies_to_the_task_queue_logger(level, per_task_lines):
+    code = "import logging; print(logging.getLogger('django-q').isEnabledFor(logging.INFO))"
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=child_env(GAMED_QUEUE_LOG_LEVEL=level),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == str(per_task_lines)
