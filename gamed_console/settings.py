@@ -144,6 +144,9 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    # The ORM broker with one statement per task handed out and per task acknowledged, oldest
+    # task first (pipeline/broker.py).
+    Q_CLUSTER["broker_class"] = "pipeline.broker.OrmBroker"
 
 # Pipelines -------------------------------------------------------------------------------------
 
