@@ -4,9 +4,9 @@ The stock ORM broker finds ready tasks with one query and locks each with a seco
 that does nothing when another cluster locked it first), takes them in no particular order,
 and deletes an acknowledged task through a queryset and Django's deletion collector. Every run
 pays for that twice in the pusher and once in the monitor. This broker hands out the oldest
-ready tasks in one UPDATE ... RETURNING whose subquery skips rows another cluster is locking
-right now (Postgres; SQLite locks the whole database for the statement), so tasks go out in
-the order they were queued, and deletes by primary key in one statement. Everything else
+ready tasks in one UPDATE ... RETURNING that skips rows another cluster is locking right now
+(Postgres; SQLite locks the whole database for the statement), so tasks go out in the order
+they were queued, and deletes by primary key in one statement. Everything else
 (enqueue, redelivery after `retry` seconds, queue sizes) is the stock broker's. Selected with
 `Q_CLUSTER["broker_class"]` when no `REDIS_URL` is set.
 """
@@ -22,7 +22,10 @@ from django_q.models import OrmQ
 
 
 @functools.cache
-def _statements(alias: str) -> tuple[str, str]:
+def _statements(alias: str) -> tuple[str, str, str]:
+    """The hand-out (parameters: key, now, how many, locked until), a cheap look for a ready
+    task, and the acknowledgement. The ready tasks are chosen once, in a materialized CTE: a
+    subquery in the UPDATE's WHERE could be run again and hand out more than asked for."""
     conn = connections[alias]
     quote = conn.ops.quote_name
     table = quote(OrmQ._meta.db_table)
@@ -32,36 +35,42 @@ def _statements(alias: str) -> tuple[str, str]:
     skip_locked = (
         " FOR UPDATE SKIP LOCKED" if conn.features.has_select_for_update_skip_locked else ""
     )
+    ready = f"FROM {table} WHERE {key} = %s AND {lock} < %s"
     dequeue = (
-        f"UPDATE {table} SET {lock} = %s WHERE {pk} IN (SELECT {pk} FROM {table} "
-        f"WHERE {key} = %s AND {lock} < %s ORDER BY {pk} LIMIT %s{skip_locked}) "
+        f"WITH ready AS MATERIALIZED (SELECT {pk} {ready} ORDER BY {pk} LIMIT %s{skip_locked}) "
+        f"UPDATE {table} SET {lock} = %s WHERE {pk} IN (SELECT {pk} FROM ready) "
         f"RETURNING {pk}, {payload}"
     )
+    any_ready = f"SELECT 1 {ready} LIMIT 1"
     delete = f"DELETE FROM {table} WHERE {pk} = %s"
-    return dequeue, delete
+    return dequeue, any_ready, delete
 
 
 class OrmBroker(ORM):
     def dequeue(self):
         self.get_connection()  # as the stock broker: drops an unusable or obsolete connection
         conn = connections[Conf.ORM]
+        dequeue, any_ready, _ = _statements(conn.alias)
         lock = OrmQ._meta.get_field("lock")
-        now = timezone.now()
-        params = [
-            lock.get_db_prep_value(self.timeout(None), conn),
-            self.list_key,
-            lock.get_db_prep_value(now, conn),
-            Conf.BULK,
-        ]
+        ready = [self.list_key, lock.get_db_prep_value(timezone.now(), conn)]
         with conn.cursor() as cursor:
-            cursor.execute(_statements(conn.alias)[0], params)
-            tasks = cursor.fetchall()
-        if tasks:
-            return sorted(tasks)  # RETURNING gives no order; hand them out oldest first
+            # SQLite locks the whole database for an UPDATE: only write when there is work.
+            if conn.vendor == "sqlite":
+                cursor.execute(any_ready, ready)
+                found = cursor.fetchone() is not None
+            else:
+                found = True
+            if found:
+                until = lock.get_db_prep_value(self.timeout(None), conn)
+                cursor.execute(dequeue, [*ready, Conf.BULK, until])
+                tasks = cursor.fetchall()
+                if tasks:
+                    return sorted(tasks)  # RETURNING gives no order; oldest first
         # empty queue, spare the cpu
         sleep(Conf.POLL)
 
     def delete(self, task_id):
         self.get_connection()
-        with connections[Conf.ORM].cursor() as cursor:
-            cursor.execute(_statements(Conf.ORM)[1], [task_id])
+        conn = connections[Conf.ORM]
+        with conn.cursor() as cursor:
+            cursor.execute(_statements(conn.alias)[2], [task_id])
