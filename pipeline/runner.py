@@ -438,8 +438,11 @@ def execute(conn, sql: str, params: list, *, fetch: bool = False) -> list | None
     the statement's text, which costs the worker CPU to build and Postgres CPU to lex (the
     stage rows' JSON document is several kilobytes). Prepared statements stay as Django's
     connection configures them (off unless OPTIONS sets `prepare_threshold`). As
-    `conn.cursor()` does, it checks the connection's health and thread, and raises Django's
-    database errors."""
+    `conn.cursor()` does, it checks the connection's health, thread and transaction, and
+    raises Django's database errors; but Django's cursor wrapper is not in the way, so
+    `connection.execute_wrapper()` hooks and query logging (`connection.queries`) do not see
+    these statements.
+    """
     if conn.vendor != "postgresql":
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
@@ -447,6 +450,7 @@ def execute(conn, sql: str, params: list, *, fetch: bool = False) -> list | None
     conn.close_if_health_check_failed()
     conn.ensure_connection()
     conn.validate_thread_sharing()
+    conn.validate_no_broken_transaction()
     with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if fetch else None

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.utils import timezone
-from django_q.models import OrmQ
+from django_q.models import OrmQ, Schedule
 
 from pipeline.models import NodeInvocation, PipelineRun, RunStatus, StageExecution, StageStatus
 from pipeline.services import cancel_run, resume_run
@@ -205,6 +205,8 @@ def test_a_busy_cluster_takes_at_most_one_run_ahead_per_worker(workers):
     holds, and leaves the rest in the queue (django-q2's default is workers squared)."""
     cluster = f"test-{uuid.uuid4().hex[:8]}"
     env = {**DURABLE, "GAMED_REQUEUE_AFTER_SECONDS": "600", "GAMED_CLUSTER_NAME": cluster}
+    # Only the runs' tasks in this queue: no scheduled reaper or pruner lands in it meanwhile.
+    Schedule.objects.all().delete()
     ids = start_runs(env, 10, "gamed", {"question": PLANT, "faults": {"router": "sleep:30"}})
     workers.start(GAMED_WORKERS="2", **env)
     wait_until(

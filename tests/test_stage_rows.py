@@ -14,9 +14,11 @@ from tests.conftest import require_postgres
 
 def last_statement() -> str:
     """The text of the last statement Django's connection sent, as Postgres received it."""
-    pid = connection.connection.info.backend_pid
-    with psycopg.connect(connection.connection.info.dsn, autocommit=True) as observer:
-        row = observer.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid])
+    info = connection.connection.info
+    # `dsn` leaves the password out.
+    with psycopg.connect(info.dsn, password=info.password, autocommit=True) as observer:
+        query = "SELECT query FROM pg_stat_activity WHERE pid = %s"
+        row = observer.execute(query, [info.backend_pid])
         return row.fetchone()[0]
 
 
