@@ -238,13 +238,16 @@ def main() -> None:
         print_table(rows, args.runs, args.rounds)
 
 
+def _where(r: dict) -> str:
+    return f"{r['broker']}, {r['workers']} worker{'s' if r['workers'] > 1 else ''}"
+
+
 def table_rows(results: list[dict]) -> list[dict]:
     out = []
     for r in results:
-        where = f"{r['broker']}, {r['workers']} worker{'s' if r['workers'] > 1 else ''}"
         out.append(
             row(
-                f"throughput, runs/s ({where})",
+                f"throughput, runs/s ({_where(r)})",
                 r["runs_per_s"],
                 r["raw_runs_per_s"],
                 r["ratio"],
@@ -253,10 +256,9 @@ def table_rows(results: list[dict]) -> list[dict]:
             )
         )
     for r in results:
-        where = f"{r['broker']}, {r['workers']} worker{'s' if r['workers'] > 1 else ''}"
         out.append(
             row(
-                f"throughput, runs/s (ref: raw with async durability, {where})",
+                f"throughput, runs/s (ref: raw with async durability, {_where(r)})",
                 r["runs_per_s"],
                 r["raw_default_runs_per_s"],
                 r["default_ratio"],
@@ -264,16 +266,15 @@ def table_rows(results: list[dict]) -> list[dict]:
         )
     for r in results:
         redis = r["broker"] == "redis"
-        where = f"{r['broker']}, {r['workers']} worker{'s' if r['workers'] > 1 else ''}"
         out.append(
             row(
-                f"pick-up p50 ms ({where})",
+                f"pick-up p50 ms ({_where(r)})",
                 r["pickup_p50_ms"],
                 target=f"< {PICKUP_TARGET_MS}" if redis else None,
                 met=r["pickup_p50_ms"] < PICKUP_TARGET_MS if redis else None,
             )
         )
-        out.append(row(f"pick-up p95 ms ({where})", r["pickup_p95_ms"]))
+        out.append(row(f"pick-up p95 ms ({_where(r)})", r["pickup_p95_ms"]))
     return out
 
 

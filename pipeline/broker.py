@@ -22,9 +22,9 @@ from django_q.models import OrmQ
 
 
 @functools.cache
-def _statements(alias: str) -> tuple[str, str, str]:
-    """The hand-out (parameters: key, now, how many, locked until), a cheap look for a ready
-    task, and the acknowledgement. The ready tasks are chosen once, in a materialized CTE: a
+def _statements(alias: str) -> tuple[str, str]:
+    """The hand-out (parameters: key, now, how many, locked until) and the acknowledgement.
+    The ready tasks are chosen once, in a materialized CTE: a
     subquery in the UPDATE's WHERE could be run again and hand out more than asked for."""
     conn = connections[alias]
     quote = conn.ops.quote_name
@@ -35,37 +35,35 @@ def _statements(alias: str) -> tuple[str, str, str]:
     skip_locked = (
         " FOR UPDATE SKIP LOCKED" if conn.features.has_select_for_update_skip_locked else ""
     )
-    ready = f"FROM {table} WHERE {key} = %s AND {lock} < %s"
     dequeue = (
-        f"WITH ready AS MATERIALIZED (SELECT {pk} {ready} ORDER BY {pk} LIMIT %s{skip_locked}) "
+        f"WITH ready AS MATERIALIZED (SELECT {pk} FROM {table} WHERE {key} = %s AND {lock} < %s "
+        f"ORDER BY {pk} LIMIT %s{skip_locked}) "
         f"UPDATE {table} SET {lock} = %s WHERE {pk} IN (SELECT {pk} FROM ready) "
         f"RETURNING {pk}, {payload}"
     )
-    any_ready = f"SELECT 1 {ready} LIMIT 1"
     delete = f"DELETE FROM {table} WHERE {pk} = %s"
-    return dequeue, any_ready, delete
+    return dequeue, delete
 
 
 class OrmBroker(ORM):
     def dequeue(self):
-        self.get_connection()  # as the stock broker: drops an unusable or obsolete connection
+        queue = self.get_connection()  # as the stock broker: drops an unusable connection
         conn = connections[Conf.ORM]
-        dequeue, any_ready, _ = _statements(conn.alias)
-        lock = OrmQ._meta.get_field("lock")
-        ready = [self.list_key, lock.get_db_prep_value(timezone.now(), conn)]
-        with conn.cursor() as cursor:
-            # SQLite locks the whole database for an UPDATE: only write when there is work.
-            if conn.vendor == "sqlite":
-                cursor.execute(any_ready, ready)
-                found = cursor.fetchone() is not None
-            else:
-                found = True
-            if found:
-                until = lock.get_db_prep_value(self.timeout(None), conn)
-                cursor.execute(dequeue, [*ready, Conf.BULK, until])
+        now = timezone.now()
+        # SQLite locks the whole database for an UPDATE: only write when there is work.
+        if conn.vendor != "sqlite" or queue.filter(key=self.list_key, lock__lt=now).exists():
+            lock = OrmQ._meta.get_field("lock")
+            params = [
+                self.list_key,
+                lock.get_db_prep_value(now, conn),
+                Conf.BULK,
+                lock.get_db_prep_value(self.timeout(None), conn),
+            ]
+            with conn.cursor() as cursor:
+                cursor.execute(_statements(conn.alias)[0], params)
                 tasks = cursor.fetchall()
-                if tasks:
-                    return sorted(tasks)  # RETURNING gives no order; oldest first
+            if tasks:
+                return sorted(tasks)  # RETURNING gives no order; oldest first
         # empty queue, spare the cpu
         sleep(Conf.POLL)
 
@@ -73,4 +71,4 @@ class OrmBroker(ORM):
         self.get_connection()
         conn = connections[Conf.ORM]
         with conn.cursor() as cursor:
-            cursor.execute(_statements(conn.alias)[2], [task_id])
+            cursor.execute(_statements(conn.alias)[1], [task_id])
