@@ -4,6 +4,8 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
+from pipeline.lib import parse_duration
+
 
 def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
@@ -49,23 +51,6 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
-
-
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in "30d", "12h", "90m", "45s", "2w" or a bare number of seconds."""
-    value = text.strip().lower()
-    unit = DURATION_UNITS.get(value[-1:]) if value else None
-    number = value[:-1] if unit else value
-    try:
-        seconds = float(number) * (unit or 1)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a duration (use e.g. 30d, 12h, 90m, 45s)") from None
-    if seconds < 0:
-        raise ValueError(f"{text!r} is negative")
-    return int(seconds)
 
 
 def env_duration(name: str, default: str) -> int:

@@ -19,7 +19,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from gamed_console.postgresql.base import has_input
+from pipeline.lib import has_input
 
 _lock = threading.Lock()
 _savers: dict[tuple[int, str], BaseCheckpointSaver] = {}

@@ -6,16 +6,9 @@ idle connection has nothing to read unless the server wrote to it, which it does
 the session (a restart, `pg_terminate_backend`): only then is the connection really checked.
 """
 
-import select
-
 from django.db.backends.postgresql import base
 
-
-def has_input(fileno: int) -> bool:
-    """Whether the socket has something to read (poll, unlike select, takes any fd number)."""
-    poller = select.poll()
-    poller.register(fileno, select.POLLIN)
-    return bool(poller.poll(0))
+from pipeline.lib import has_input
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

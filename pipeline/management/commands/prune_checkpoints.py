@@ -3,8 +3,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from gamed_console.env import parse_duration
 from pipeline import services
+from pipeline.lib import parse_duration
 
 
 def human_bytes(n: int) -> str:
