@@ -40,6 +40,10 @@ class RetryNotAllowed(Conflict):
     code = "retry_not_allowed"
 
 
+class AlreadyRetried(Conflict):
+    code = "already_retried"
+
+
 class RunCancelled(Exception):
     """Raised inside a run (at a stage boundary or a `progress.tick()`) once it was cancelled."""
 

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -17,15 +17,32 @@ class RunStatus(models.TextChoices):
     INTERRUPTED = "interrupted"
 
 
+# The run's state machine. Every operation accepts the statuses listed here, and services,
+# the runner, admin and the API ask these sets (through RunQuerySet and PipelineRun's
+# properties) instead of naming statuses themselves.
+#
+#   pending -> running -> succeeded | failed | cancelled | interrupted
+#   interrupted -> running (a worker takes it over) | pending (resume) | cancelled
+#   cancelled -> pending (resume)
 TERMINAL_RUN_STATUSES = (
     RunStatus.SUCCEEDED,
     RunStatus.FAILED,
     RunStatus.CANCELLED,
     RunStatus.INTERRUPTED,
 )
-
-
 ACTIVE_RUN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
+# A worker may start the run, or continue it after an interruption.
+CLAIMABLE_RUN_STATUSES = (RunStatus.PENDING, RunStatus.INTERRUPTED)
+# No worker holds the run: a cancel ends it at once (a running run stops at its next boundary).
+STOPPED_BY_CANCEL = (RunStatus.PENDING, RunStatus.INTERRUPTED)
+CANCELLABLE_RUN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.INTERRUPTED)
+RESUMABLE_RUN_STATUSES = (RunStatus.INTERRUPTED, RunStatus.CANCELLED)
+# Retries and reruns start from a run that no longer executes; they never change it.
+RETRYABLE_RUN_STATUSES = TERMINAL_RUN_STATUSES
+# A run in one of these, or in the retry chain of one, keeps its checkpoints (retention).
+CHECKPOINTS_KEPT_STATUSES = (*ACTIVE_RUN_STATUSES, RunStatus.INTERRUPTED)
+# Statuses a run keeps for good: counters of them only ever grow.
+FINAL_RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED)
 
 
 class StageStatus(models.TextChoices):
@@ -50,6 +67,34 @@ class ResumeMode(models.TextChoices):
     EARLIER_CHECKPOINT = "earlier_checkpoint", "from an earlier stage's checkpoint"
     FULL_RERUN = "full_rerun", "full rerun from the original input"
     RESUME = "resume", "resumed in place"
+
+
+class RunQuerySet(models.QuerySet):
+    def claimable(self) -> "RunQuerySet":
+        return self.filter(status__in=CLAIMABLE_RUN_STATUSES, cancel_requested=False)
+
+    def stopped_by_cancel(self) -> "RunQuerySet":
+        return self.filter(status__in=STOPPED_BY_CANCEL)
+
+    def cancellable(self) -> "RunQuerySet":
+        return self.filter(status__in=CANCELLABLE_RUN_STATUSES)
+
+    def resumable(self) -> "RunQuerySet":
+        return self.filter(status__in=RESUMABLE_RUN_STATUSES)
+
+    def active(self) -> "RunQuerySet":
+        return self.filter(status__in=ACTIVE_RUN_STATUSES)
+
+    def held_by(self, worker: str) -> "RunQuerySet":
+        """Runs `worker` executes now: only it may renew their lease or end them."""
+        return self.filter(status=RunStatus.RUNNING, worker=worker)
+
+    def lease_expired(self, now) -> "RunQuerySet":
+        return self.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now)
+
+    def not_yet_retried(self) -> "RunQuerySet":
+        """Runs with no retry or rerun: bulk retries take these, and skip the others."""
+        return self.exclude(Exists(PipelineRun.objects.filter(parent_run=OuterRef("pk"))))
 
 
 class PipelineRun(models.Model):
@@ -112,6 +157,8 @@ class PipelineRun(models.Model):
         default=0, help_text="How many times the reaper resumed this run by itself."
     )
 
+    objects = RunQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [
@@ -150,6 +197,22 @@ class PipelineRun(models.Model):
         return self.status in TERMINAL_RUN_STATUSES
 
     @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_RUN_STATUSES
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.status in CANCELLABLE_RUN_STATUSES and not self.cancel_requested
+
+    @property
+    def can_resume(self) -> bool:
+        return self.status in RESUMABLE_RUN_STATUSES
+
+    @property
+    def can_retry(self) -> bool:
+        return self.status in RETRYABLE_RUN_STATUSES
+
+    @property
     def duration(self) -> timedelta | None:
         if not self.started_at:
             return None
@@ -162,6 +225,16 @@ class PipelineRun(models.Model):
     @property
     def admin_url(self) -> str:
         return settings.GAMED_BASE_URL + self.admin_path
+
+
+# Stages that ran to their end, in this run or in the run a retry reused them from.
+DONE_STAGE_STATUSES = (StageStatus.SUCCEEDED, StageStatus.REUSED)
+
+
+class StageQuerySet(models.QuerySet):
+    def executed(self) -> "StageQuerySet":
+        """Stages that really ran in their run: not the rows a retry copied from its parent."""
+        return self.exclude(status=StageStatus.REUSED)
 
 
 class StageExecution(models.Model):
@@ -200,6 +273,8 @@ class StageExecution(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
 
+    objects = StageQuerySet.as_manager()
+
     class Meta:
         ordering = ["run", "stage_order"]
         indexes = [
@@ -213,6 +288,16 @@ class StageExecution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stage_name} #{self.stage_order}"
+
+    @property
+    def executed(self) -> bool:
+        """It ran in its run (the in-memory form of `StageQuerySet.executed`)."""
+        return self.status != StageStatus.REUSED
+
+    @property
+    def is_done(self) -> bool:
+        """It ran to its end, here or in the run it was reused from."""
+        return self.status in DONE_STAGE_STATUSES
 
     @property
     def original_id(self) -> int:

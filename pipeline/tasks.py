@@ -4,11 +4,7 @@ from pipeline import runner, services
 
 
 def execute_run(run_id: str) -> str:
-    outcome = runner.execute_run(run_id)
-    # A redelivered task may find its run held by a worker that died: take it over (resume).
-    if outcome.startswith("not claimed") and services.reap_runs(run_id=run_id, auto_resume=False):
-        outcome = runner.execute_run(run_id)
-    return outcome
+    return runner.execute_run(run_id)
 
 
 def reap_runs() -> str:
