@@ -17,7 +17,6 @@ from observability.forms import ReasonForm, RetryForm, StartRunForm
 from observability.run_page import (
     build_timeline,
     draw_graph,
-    format_ms,
     layout_graph,
     stage_changes,
     stage_log_preview,
@@ -26,9 +25,8 @@ from observability.run_page import (
 from pipeline import services
 from pipeline.exceptions import InvalidInput, PipelineError, RunNotFound, UnknownGraph
 from pipeline.graphs import compiled_graph, registered_graphs
+from pipeline.lib import format_duration, format_ms
 from pipeline.models import (
-    ACTIVE_RUN_STATUSES,
-    TERMINAL_RUN_STATUSES,
     AuditRecord,
     NodeInvocation,
     PipelineRun,
@@ -38,13 +36,13 @@ from pipeline.models import (
     Surface,
 )
 from pipeline.selectors import (
-    DONE_STAGE_STATUSES,
     console_runs,
     failed_stage_names,
     get_run,
     run_lineage,
     run_outcomes_by_day,
     run_stages,
+    run_totals,
     runs_failed_at,
     stage_statistics,
 )
@@ -69,9 +67,9 @@ class RetryAdminMixin:
     def has_retry_permission(self, request) -> bool:
         return request.user.has_perm("pipeline.retry_pipelinerun")
 
-    def report_retries(
-        self, request, retried: list[PipelineRun], skipped: list[tuple[str, str]]
-    ) -> None:
+    def report_retries(self, request, result: services.BulkRetry) -> None:
+        retried = result.retried
+        skipped = [(_label(item), error.message) for item, error in result.skipped]
         done = format_html_join(
             ", ",
             '{} from {} as <a href="{}">{}</a>',
@@ -128,10 +126,13 @@ class RunAction:
     name: str
     label: str
     permission: str
-    statuses: tuple[str, ...]
+    applies: str  # the PipelineRun property that says whether the run is in a state for it
     title: str
     explanation: str
     confirm: str
+
+    def applies_to(self, run: PipelineRun) -> bool:
+        return getattr(run, self.applies)
 
 
 RUN_ACTIONS = {
@@ -141,7 +142,7 @@ RUN_ACTIONS = {
             name="cancel",
             label="Cancel",
             permission="cancel",
-            statuses=(*ACTIVE_RUN_STATUSES, RunStatus.INTERRUPTED),
+            applies="can_cancel",
             title="Cancel {run}",
             explanation=(
                 "A pending or interrupted run will never start. A running run stops at its next "
@@ -154,7 +155,7 @@ RUN_ACTIONS = {
             name="resume",
             label="Resume",
             permission="resume",
-            statuses=(RunStatus.INTERRUPTED, RunStatus.CANCELLED),
+            applies="can_resume",
             title="Resume {run}",
             explanation=(
                 "The same run continues on its own thread from its latest checkpoint: stages "
@@ -166,7 +167,7 @@ RUN_ACTIONS = {
             name="rerun",
             label="Rerun from scratch",
             permission="retry",
-            statuses=TERMINAL_RUN_STATUSES,
+            applies="can_retry",
             title="Rerun {run} from scratch",
             explanation=(
                 "A new run of the same graph from this run's original input, recorded as a "
@@ -288,7 +289,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     def run_buttons(self, request: HttpRequest, run: PipelineRun) -> list[dict]:
         """The object tools this user may use on this run in its current status."""
         buttons = []
-        if run.is_terminal and self.has_retry_permission(request):
+        if run.can_retry and self.has_retry_permission(request):
             buttons.append(
                 {
                     "name": "retry",
@@ -297,11 +298,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 }
             )
         for action in RUN_ACTIONS.values():
-            if run.status not in action.statuses:
-                continue
-            if action.name == "cancel" and run.cancel_requested:
-                continue
-            if self.has_run_permission(request, action.permission):
+            if action.applies_to(run) and self.has_run_permission(request, action.permission):
                 buttons.append(
                     {
                         "name": action.name,
@@ -328,10 +325,10 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         stages = list(run_stages(run))
         return {
             "run": run,
-            "run_duration": format_ms(run.duration.total_seconds() * 1000) if run.duration else "-",
-            "stages_done": sum(1 for s in stages if s.status in DONE_STAGE_STATUSES),
+            "run_duration": format_duration(run.duration),
+            "stages_done": sum(1 for s in stages if s.is_done),
             "stage_rows": [self._stage_row(stage, now) for stage in stages],
-            "usage": _usage(stages),
+            "usage": _usage(run, stages),
             "timeline": build_timeline(run, stages, now),
             "graph": _graph_drawing(run.graph, stages),
         }
@@ -442,10 +439,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             try:
                 if "_confirm" in request.POST:
                     retry = services.retry_run(
-                        **choice,
-                        requested_by=request.user,
-                        via=Surface.ADMIN,
-                        reason=form.cleaned_data["reason"],
+                        **choice, actor=_actor(request), reason=form.cleaned_data["reason"]
                     )
                     self.message_user(
                         request,
@@ -478,12 +472,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         if request.method == "POST" and form.is_valid():
             service = getattr(services, f"{action.name}_run")
             try:
-                result = service(
-                    run=run,
-                    requested_by=request.user,
-                    via=Surface.ADMIN,
-                    reason=form.cleaned_data["reason"],
-                )
+                result = service(run=run, actor=_actor(request), reason=form.cleaned_data["reason"])
             except PipelineError as error:
                 self.message_user(request, error.message, messages.ERROR)
                 return redirect(run.admin_path)
@@ -495,7 +484,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             run=run,
             action=action,
             form=form,
-            applicable=run.status in action.statuses,
+            applicable=action.applies_to(run),
         )
         return TemplateResponse(request, "admin/pipeline/pipelinerun/run_action.html", context)
 
@@ -515,8 +504,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 run = services.start_run(
                     graph=form.cleaned_data["graph"],
                     input=form.cleaned_data["input"],
-                    requested_by=request.user,
-                    via=Surface.ADMIN,
+                    actor=_actor(request),
                     reason=form.cleaned_data["reason"],
                 )
             except UnknownGraph as error:
@@ -565,11 +553,8 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
 
     @admin.action(permissions=["retry"], description="Retry selected runs from their failed stage")
     def retry_from_failed_stage(self, request, queryset):
-        result = services.retry_failed_runs(
-            runs=queryset, requested_by=request.user, via=Surface.ADMIN
-        )
-        skipped = [(run.short_id, error.message) for run, error in result.skipped]
-        self.report_retries(request, result.retried, skipped)
+        result = services.retry_failed_runs(runs=queryset, actor=_actor(request))
+        self.report_retries(request, result)
 
     @admin.display(description="id", ordering="id")
     def short_id(self, run):
@@ -595,7 +580,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
 
     @admin.display(description="duration")
     def duration_display(self, run):
-        return format_ms(run.duration.total_seconds() * 1000) if run.duration else "-"
+        return format_duration(run.duration)
 
     @admin.display(description="stages done")
     def progress(self, run):
@@ -637,19 +622,26 @@ def _json(value) -> str:
     return "" if value is None else json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
-def _usage(stages: list[StageExecution]) -> dict | None:
+def _usage(run: PipelineRun, stages: list[StageExecution]) -> dict | None:
     """Token and cost totals, or None when no stage of the run reported any."""
-    reporting = [
-        s for s in stages if s.prompt_tokens is not None or s.cost_usd is not None or s.model_id
-    ]
-    if not reporting:
+    totals = run_totals(run, stages)
+    if not totals.reports_usage:
         return None
-    executed = [s for s in reporting if s.status != StageStatus.REUSED]
     return {
-        "prompt_tokens": sum(s.prompt_tokens or 0 for s in executed),
-        "completion_tokens": sum(s.completion_tokens or 0 for s in executed),
-        "cost_usd": sum((s.cost_usd for s in executed if s.cost_usd is not None), start=0),
+        "prompt_tokens": totals.prompt_tokens,
+        "completion_tokens": totals.completion_tokens,
+        "cost_usd": totals.cost_usd,
     }
+
+
+def _label(item: PipelineRun | StageExecution) -> str:
+    if isinstance(item, StageExecution):
+        return f"{item} of run {item.run.short_id}"
+    return item.short_id
+
+
+def _actor(request: HttpRequest) -> services.Actor:
+    return services.Actor(user=request.user, via=Surface.ADMIN)
 
 
 _layouts: dict = {}
@@ -724,20 +716,8 @@ class StageExecutionAdmin(RetryAdminMixin, ReadOnlyAdmin):
 
     @admin.action(permissions=["retry"], description="Retry from this stage")
     def retry_from_this_stage(self, request, queryset):
-        retried, skipped = [], []
-        for row in queryset.select_related("run"):
-            try:
-                retried.append(
-                    services.retry_run(
-                        run=row.run,
-                        stage_execution_id=row.pk,
-                        requested_by=request.user,
-                        via=Surface.ADMIN,
-                    )
-                )
-            except PipelineError as error:
-                skipped.append((f"{row} of run {row.run.short_id}", error.message))
-        self.report_retries(request, retried, skipped)
+        result = services.retry_from_stages(stages=queryset, actor=_actor(request))
+        self.report_retries(request, result)
 
 
 @admin.register(NodeInvocation)

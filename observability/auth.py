@@ -12,6 +12,8 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.security import APIKeyHeader, HttpBearer, SessionAuthIsStaff
 
 from observability.models import ApiKey
+from pipeline.models import Surface
+from pipeline.services import Actor
 
 
 class ApiError(HttpError):
@@ -72,6 +74,11 @@ class Caller:
     @property
     def actor_label(self) -> str:
         return self.api_key.label if self.api_key else ""
+
+    @property
+    def actor(self) -> Actor:
+        """The caller as services record it."""
+        return Actor(user=self.user, via=Surface.API, label=self.actor_label)
 
     @property
     def scope(self) -> str:

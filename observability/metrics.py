@@ -28,7 +28,7 @@ from prometheus_client.core import (
 
 from observability.auth import ApiKeyAuth, BadApiKey
 from pipeline.models import (
-    TERMINAL_RUN_STATUSES,
+    FINAL_RUN_STATUSES,
     AuditAction,
     AuditRecord,
     PipelineRun,
@@ -68,8 +68,9 @@ class ConsoleCollector:
         )
         finished = CounterMetricFamily(
             "gamed_runs_finished",
-            "Runs that ended, by graph and final status. A resumed run leaves `interrupted` "
-            "or `cancelled` for its new final status.",
+            "Runs that ended for good, by graph and status (succeeded or failed: a run keeps "
+            "these). Interruptions and cancels, which a resume undoes, are counted from the "
+            "audit trail instead.",
             labels=["graph", "status"],
         )
         current = GaugeMetricFamily(
@@ -89,7 +90,7 @@ class ConsoleCollector:
             graph, status, n = row["graph"], row["status"], row["n"]
             per_graph[graph] = per_graph.get(graph, 0) + n
             current.add_metric([graph, status], n)
-            if status in TERMINAL_RUN_STATUSES:
+            if status in FINAL_RUN_STATUSES:
                 finished.add_metric([graph, status], n)
             if row["oldest"] is not None and (oldest is None or row["oldest"] < oldest):
                 oldest = row["oldest"]
@@ -117,7 +118,7 @@ class ConsoleCollector:
             for bound in DURATION_BUCKETS
         }
         rows = (
-            StageExecution.objects.exclude(status=StageStatus.REUSED)
+            StageExecution.objects.executed()
             .values("run__graph", "stage_name")
             .annotate(
                 n=Count("id", filter=timed),
@@ -140,8 +141,13 @@ class ConsoleCollector:
     def _retries(self) -> Iterator[Metric]:
         retries = CounterMetricFamily(
             "gamed_retries",
-            "Retries and reruns by graph, the stage they start from, and their outcome (the "
-            "retry run's status).",
+            "Retries and reruns created, by graph and the stage they start from.",
+            labels=["graph", "stage"],
+        )
+        finished = CounterMetricFamily(
+            "gamed_retries_finished",
+            "Retries and reruns that ended for good, by graph, stage and outcome (succeeded or "
+            "failed).",
             labels=["graph", "stage", "outcome"],
         )
         rows = (
@@ -150,9 +156,15 @@ class ConsoleCollector:
             .annotate(n=Count("id"))
             .order_by("graph", "retry_from_stage", "status")
         )
+        created: dict[tuple[str, str], int] = {}
         for row in rows:
-            retries.add_metric([row["graph"], row["retry_from_stage"], row["status"]], row["n"])
-        yield retries
+            labels = (row["graph"], row["retry_from_stage"])
+            created[labels] = created.get(labels, 0) + row["n"]
+            if row["status"] in FINAL_RUN_STATUSES:
+                finished.add_metric([*labels, row["status"]], row["n"])
+        for labels, n in created.items():
+            retries.add_metric(list(labels), n)
+        yield from (retries, finished)
 
     def _audited(self) -> Iterator[Metric]:
         interrupted = CounterMetricFamily(
@@ -165,8 +177,14 @@ class ConsoleCollector:
             "Resumes of interrupted or cancelled runs, by graph and surface (system: automatic).",
             labels=["graph", "via"],
         )
+        cancels = CounterMetricFamily(
+            "gamed_run_cancels",
+            "Cancels operators asked for, by graph and surface.",
+            labels=["graph", "via"],
+        )
+        counted = {AuditAction.RESUME: resumed, AuditAction.CANCEL: cancels}
         rows = (
-            AuditRecord.objects.filter(action__in=[AuditAction.REAP, AuditAction.RESUME])
+            AuditRecord.objects.filter(action__in=[AuditAction.REAP, *counted])
             .values("action", "run__graph", "via")
             .annotate(n=Count("id"))
             .order_by("action", "run__graph", "via")
@@ -176,8 +194,8 @@ class ConsoleCollector:
             if row["action"] == AuditAction.REAP:
                 interrupted.add_metric([graph], row["n"])
             else:
-                resumed.add_metric([graph, row["via"]], row["n"])
-        yield from (interrupted, resumed)
+                counted[row["action"]].add_metric([graph, row["via"]], row["n"])
+        yield from (interrupted, resumed, cancels)
 
     def _queue_depth(self) -> Metric:
         depth = GaugeMetricFamily(

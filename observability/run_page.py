@@ -13,21 +13,8 @@ from typing import Any
 from django.utils import timezone
 from langgraph.graph import END, START
 
+from pipeline.lib import format_ms
 from pipeline.models import PipelineRun, StageExecution, StageStatus
-
-
-def format_ms(ms: float | None) -> str:
-    if ms is None:
-        return "-"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.2f} s"
-    minutes, seconds = divmod(int(ms / 1000), 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
 
 
 def stage_ms(stage: StageExecution, now: datetime) -> float | None:

@@ -1,5 +1,4 @@
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -8,8 +7,8 @@ from django.utils import timezone
 from ninja import Field, FilterSchema, Schema
 from pydantic import AfterValidator, model_validator
 
-from pipeline.models import RunStatus, StageStatus
-from pipeline.selectors import runs_failed_at, runs_in_lineage
+from pipeline.models import RunStatus
+from pipeline.selectors import run_totals, runs_failed_at, runs_in_lineage
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -151,8 +150,7 @@ class RunDetailOut(RunOut):
 
 def run_detail_payload(run) -> dict:
     """What RunDetailOut shows of a run loaded by `selectors.get_run_detail`."""
-    executed = [s for s in run.stage_list if s.status != StageStatus.REUSED]
-    duration = run.duration
+    totals = run_totals(run, run.stage_list)
     lineage = [member for member, _ in run.lineage.runs]
     return {
         **RunOut.from_orm(run).model_dump(),
@@ -163,15 +161,7 @@ def run_detail_payload(run) -> dict:
         "children": [member for member in lineage if member.parent_run_id == run.pk],
         "ancestor_ids": run.ancestor_ids,
         "lineage": lineage,
-        "totals": {
-            "duration_ms": int(duration.total_seconds() * 1000) if duration else None,
-            "stage_time_ms": sum(s.duration_ms or 0 for s in executed),
-            "executed_stages": len(executed),
-            "reused_stages": len(run.stage_list) - len(executed),
-            "prompt_tokens": sum(s.prompt_tokens or 0 for s in executed),
-            "completion_tokens": sum(s.completion_tokens or 0 for s in executed),
-            "cost_usd": float(sum((s.cost_usd or Decimal(0) for s in executed), Decimal(0))),
-        },
+        "totals": totals,
     }
 
 

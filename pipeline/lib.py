@@ -1,6 +1,7 @@
 """Small helpers that are not Django: durations people type, and socket readiness."""
 
 import select
+from datetime import timedelta
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -24,3 +25,22 @@ def has_input(fileno: int) -> bool:
     poller = select.poll()
     poller.register(fileno, select.POLLIN)
     return bool(poller.poll(0))
+
+
+def format_ms(ms: float | None) -> str:
+    """A duration as people read it: "80 ms", "2.35 s", "3 min 5 s", "2 h 10 min"."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f} s"
+    minutes, seconds = divmod(int(ms / 1000), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def format_duration(value: timedelta | None) -> str:
+    return "-" if value is None else format_ms(value.total_seconds() * 1000)

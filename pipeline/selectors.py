@@ -3,6 +3,7 @@
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -22,7 +23,7 @@ from django.utils import timezone
 
 from pipeline.exceptions import RunNotFound
 from pipeline.models import (
-    ACTIVE_RUN_STATUSES,
+    DONE_STAGE_STATUSES,
     TERMINAL_RUN_STATUSES,
     PipelineRun,
     RunStatus,
@@ -59,8 +60,6 @@ def latest_failed_stage(run: PipelineRun) -> StageExecution | None:
 
 
 # Operator console reads (runs list, run page, statistics) ----------------------------------
-
-DONE_STAGE_STATUSES = (StageStatus.SUCCEEDED, StageStatus.REUSED)
 
 
 def _stage_count(stages: QuerySet[StageExecution]) -> Coalesce:
@@ -135,7 +134,7 @@ def run_lineage(run: PipelineRun) -> Lineage:
         root=root,
         runs=ordered,
         succeeded=min(succeeded, key=lambda r: r.created_at) if succeeded else None,
-        active=[m for m, _ in ordered if m.status in ACTIVE_RUN_STATUSES],
+        active=[m for m, _ in ordered if m.is_active],
     )
 
 
@@ -200,7 +199,7 @@ def _duration_percentiles(executed: QuerySet[StageExecution]) -> dict[str, tuple
 def stage_statistics(*, since: datetime | None = None) -> list[StageStatistics]:
     """Per stage name: real executions (reused rows excluded), failures, p50/p95 duration, and
     how retries started from that stage ended."""
-    executed = StageExecution.objects.exclude(status=StageStatus.REUSED)
+    executed = StageExecution.objects.executed()
     retries = PipelineRun.objects.filter(parent_run__isnull=False).exclude(retry_from_stage="")
     if since is not None:
         executed = executed.filter(run__created_at__gte=since)
@@ -312,6 +311,59 @@ def log_lines(
 def api_runs() -> QuerySet[PipelineRun]:
     """`console_runs()` newest first, ties broken by id so that pages are stable."""
     return console_runs().order_by("-created_at", "-id")
+
+
+def bulk_retry_candidates(
+    *,
+    status: str = RunStatus.FAILED,
+    graph: str | None = None,
+    failed_stage: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[PipelineRun]:
+    """Runs a bulk retry would take, newest first: in `status`, not retried yet, filtered."""
+    runs = PipelineRun.objects.filter(status=status).not_yet_retried()
+    if graph:
+        runs = runs.filter(graph=graph)
+    if failed_stage:
+        runs = runs.filter(runs_failed_at(failed_stage))
+    if created_after:
+        runs = runs.filter(created_at__gte=created_after)
+    if created_before:
+        runs = runs.filter(created_at__lt=created_before)
+    return runs.order_by("-created_at", "-id")
+
+
+@dataclass
+class RunTotals:
+    """What a run cost: time, and tokens and money of the stages it executed itself."""
+
+    duration_ms: int | None
+    stage_time_ms: int
+    executed_stages: int
+    reused_stages: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
+    reports_usage: bool
+
+
+def run_totals(run: PipelineRun, stages: list[StageExecution]) -> RunTotals:
+    """Totals over the run's stage rows (already loaded); reused rows cost this run nothing."""
+    executed = [s for s in stages if s.executed]
+    duration = run.duration
+    return RunTotals(
+        duration_ms=int(duration.total_seconds() * 1000) if duration else None,
+        stage_time_ms=sum(s.duration_ms or 0 for s in executed),
+        executed_stages=len(executed),
+        reused_stages=len(stages) - len(executed),
+        prompt_tokens=sum(s.prompt_tokens or 0 for s in executed),
+        completion_tokens=sum(s.completion_tokens or 0 for s in executed),
+        cost_usd=sum((s.cost_usd or Decimal(0) for s in executed), Decimal(0)),
+        reports_usage=any(
+            s.prompt_tokens is not None or s.cost_usd is not None or s.model_id for s in stages
+        ),
+    )
 
 
 def runs_failed_at(stage_name: str) -> Q:

@@ -16,6 +16,7 @@ from django_q.tasks import async_task
 from langgraph.checkpoint.base import CheckpointTuple
 
 from pipeline.exceptions import (
+    AlreadyRetried,
     Conflict,
     InvalidInput,
     NoFailedStage,
@@ -27,7 +28,7 @@ from pipeline.exceptions import (
 from pipeline.forking import delete_thread, fork_checkpoint, reachable_stages, read_checkpoint
 from pipeline.graphs import stage_names, state_graph, subject_of, validate_input
 from pipeline.models import (
-    ACTIVE_RUN_STATUSES,
+    CHECKPOINTS_KEPT_STATUSES,
     AuditAction,
     AuditRecord,
     PipelineRun,
@@ -60,15 +61,51 @@ def queue_task(run: PipelineRun) -> None:
     )
 
 
-def start_run(
+@dataclass(frozen=True)
+class Actor:
+    """Who asks for an operation, through which surface: kept on the runs it creates and in
+    the audit trail. `label` names a caller without a user (an API key, a CLI user, cron)."""
+
+    user: AbstractBaseUser | None = None
+    via: Surface = Surface.SYSTEM
+    label: str = ""
+
+    def __post_init__(self):
+        if self.user is not None and not self.user.is_authenticated:
+            object.__setattr__(self, "user", None)
+
+    @property
+    def name(self) -> str:
+        return self.label or (self.user.get_username() if self.user else "")
+
+
+SYSTEM = Actor()
+REAPER = Actor(label="reaper")
+
+
+def audit(
+    action: AuditAction,
+    actor: Actor,
     *,
-    graph: str,
-    input: dict,
-    requested_by: AbstractBaseUser | None = None,
-    via: Surface = Surface.SYSTEM,
+    run: PipelineRun | None = None,
+    result_run: PipelineRun | None = None,
     reason: str = "",
-    actor_label: str = "",
-) -> PipelineRun:
+    **details,
+) -> AuditRecord:
+    """Record an operator action; called inside the action's own transaction."""
+    return AuditRecord.objects.create(
+        action=action,
+        via=actor.via,
+        actor=actor.user,
+        actor_label=actor.name,
+        run=run,
+        result_run=result_run,
+        reason=reason,
+        details=to_json(details),
+    )
+
+
+def start_run(*, graph: str, input: dict, actor: Actor = SYSTEM, reason: str = "") -> PipelineRun:
     """Validate `input` against the graph's schema, record a pending run, queue it."""
     data = validate_input(graph, input)
     with transaction.atomic():
@@ -76,49 +113,14 @@ def start_run(
             graph=graph,
             input=data,
             subject=subject_of(graph, data),
-            requested_by=requested_by,
-            requested_via=via,
+            requested_by=actor.user,
+            requested_via=actor.via,
             reason=reason,
             queued_at=timezone.now(),
         )
-        audit(
-            AuditAction.START,
-            run=run,
-            result_run=run,
-            actor=requested_by,
-            via=via,
-            reason=reason,
-            actor_label=actor_label,
-            graph=graph,
-        )
+        audit(AuditAction.START, actor, run=run, result_run=run, reason=reason, graph=graph)
         transaction.on_commit(lambda: queue_task(run))
     return run
-
-
-def audit(
-    action: AuditAction,
-    *,
-    via: Surface,
-    actor: AbstractBaseUser | None = None,
-    actor_label: str = "",
-    run: PipelineRun | None = None,
-    result_run: PipelineRun | None = None,
-    reason: str = "",
-    **details,
-) -> AuditRecord:
-    """Record an operator action; called inside the action's own transaction."""
-    if actor is not None and not actor.is_authenticated:
-        actor = None
-    return AuditRecord.objects.create(
-        action=action,
-        via=via,
-        actor=actor,
-        actor_label=actor_label or (actor.get_username() if actor else ""),
-        run=run,
-        result_run=result_run,
-        reason=reason,
-        details=to_json(details),
-    )
 
 
 @dataclass
@@ -211,7 +213,7 @@ def _source_thread(run: PipelineRun, row: StageExecution) -> str:
 
 
 def _check_retryable(run: PipelineRun) -> None:
-    if not run.is_terminal:
+    if not run.can_retry:
         raise Conflict(
             f"Run {run.pk} is {run.status}; only a finished run can be retried. "
             "Wait for it to end or cancel it first."
@@ -309,13 +311,8 @@ def plan_retry(
 
 
 def _active_retry(run: PipelineRun, stage_name: str) -> PipelineRun | None:
-    return (
-        PipelineRun.objects.filter(
-            parent_run=run, retry_from_stage=stage_name, status__in=ACTIVE_RUN_STATUSES
-        )
-        .order_by("created_at")
-        .first()
-    )
+    retries = PipelineRun.objects.filter(parent_run=run, retry_from_stage=stage_name)
+    return retries.active().order_by("created_at").first()
 
 
 def _refuse_active(run: PipelineRun, active: PipelineRun) -> Conflict:
@@ -332,10 +329,8 @@ def retry_run(
     from_stage: str | None = None,
     stage_execution_id: int | None = None,
     state_patch: dict | None = None,
-    requested_by: AbstractBaseUser | None = None,
-    via: Surface = Surface.SYSTEM,
+    actor: Actor = SYSTEM,
     reason: str = "",
-    actor_label: str = "",
 ) -> PipelineRun:
     """Create and queue a new run that resumes `run` from a stage. `run` is never changed."""
     plan = plan_retry(
@@ -344,25 +339,10 @@ def retry_run(
         stage_execution_id=stage_execution_id,
         state_patch=state_patch,
     )
-    return _create_child(
-        plan,
-        AuditAction.RETRY,
-        requested_by=requested_by,
-        via=via,
-        reason=reason,
-        actor_label=actor_label,
-    )
+    return _create_child(plan, AuditAction.RETRY, actor, reason)
 
 
-def _create_child(
-    plan: RetryPlan,
-    action: AuditAction,
-    *,
-    requested_by: AbstractBaseUser | None,
-    via: Surface,
-    reason: str,
-    actor_label: str,
-) -> PipelineRun:
+def _create_child(plan: RetryPlan, action: AuditAction, actor: Actor, reason: str) -> PipelineRun:
     run = plan.run
     if active := _active_retry(run, plan.stage_name):
         raise _refuse_active(run, active)
@@ -386,8 +366,8 @@ def _create_child(
                 retry_depth=plan.depth,
                 resume_mode=plan.resume_mode,
                 resume_note=" ".join(plan.notes),
-                requested_by=requested_by,
-                requested_via=via,
+                requested_by=actor.user,
+                requested_via=actor.via,
                 reason=reason,
                 queued_at=timezone.now(),
             )
@@ -407,16 +387,7 @@ def _create_child(
                 )
                 for row in plan.reused
             )
-            audit(
-                action,
-                run=run,
-                result_run=retry,
-                actor=requested_by,
-                via=via,
-                reason=reason,
-                actor_label=actor_label,
-                **plan.to_dict(),
-            )
+            audit(action, actor, run=run, result_run=retry, reason=reason, **plan.to_dict())
             transaction.on_commit(lambda: queue_task(retry))
     except IntegrityError:
         if plan.source is not None:
@@ -430,53 +401,61 @@ def _create_child(
 
 @dataclass
 class BulkRetry:
+    """What a retry of many runs (or stages) did: the new runs, and what it skipped and why."""
+
     retried: list[PipelineRun] = field(default_factory=list)
-    skipped: list[tuple[PipelineRun, PipelineError]] = field(default_factory=list)
+    skipped: list[tuple[PipelineRun | StageExecution, PipelineError]] = field(default_factory=list)
 
 
 def retry_failed_runs(
     *,
     runs,
     from_stage: str | None = None,
-    requested_by: AbstractBaseUser | None = None,
-    via: Surface = Surface.SYSTEM,
+    actor: Actor = SYSTEM,
     reason: str = "",
-    actor_label: str = "",
 ) -> BulkRetry:
-    """Retry each run from `from_stage`, or from its latest failed stage execution. A run that
-    cannot be retried is skipped with the reason; the others are retried all the same."""
+    """Retry each of `runs` from `from_stage`, or from its latest failed stage execution. A
+    run already retried (or rerun) is skipped, as is one that cannot be retried, with the
+    reason; the others are retried all the same. Admin and API both retry in bulk here."""
+    runs = list(runs)
+    fresh = set(
+        PipelineRun.objects.filter(pk__in=[run.pk for run in runs])
+        .not_yet_retried()
+        .values_list("pk", flat=True)
+    )
     result = BulkRetry()
     for run in runs:
         try:
+            if run.pk not in fresh:
+                raise AlreadyRetried(
+                    f"Run {run.pk} was already retried; its lineage shows how the retries went."
+                )
             if from_stage:
                 target = {"from_stage": from_stage}
             elif failed := latest_failed_stage(run):
                 target = {"stage_execution_id": failed.pk}
             else:
                 raise NoFailedStage("no failed stage")
-            result.retried.append(
-                retry_run(
-                    run=run,
-                    requested_by=requested_by,
-                    via=via,
-                    reason=reason,
-                    actor_label=actor_label,
-                    **target,
-                )
-            )
+            result.retried.append(retry_run(run=run, actor=actor, reason=reason, **target))
         except PipelineError as exc:
             result.skipped.append((run, exc))
     return result
 
 
-def rerun_run(
-    *,
-    run: PipelineRun,
-    requested_by: AbstractBaseUser | None = None,
-    via: Surface = Surface.SYSTEM,
-    reason: str = "",
-    actor_label: str = "",
-) -> PipelineRun:
+def retry_from_stages(*, stages, actor: Actor = SYSTEM, reason: str = "") -> BulkRetry:
+    """Retry the run of each stage execution from that stage; one that cannot be retried is
+    skipped with the reason."""
+    result = BulkRetry()
+    for row in stages.select_related("run"):
+        try:
+            retry = retry_run(run=row.run, stage_execution_id=row.pk, actor=actor, reason=reason)
+            result.retried.append(retry)
+        except PipelineError as exc:
+            result.skipped.append((row, exc))
+    return result
+
+
+def rerun_run(*, run: PipelineRun, actor: Actor = SYSTEM, reason: str = "") -> PipelineRun:
     """A new run of the same graph from the original input, recorded in the run's lineage."""
     _check_retryable(run)
     try:
@@ -491,36 +470,21 @@ def rerun_run(
         input=validate_input(run.graph, run.input),
         notes=["Rerun from scratch: a fresh run from the original input."],
     )
-    return _create_child(
-        plan,
-        AuditAction.RERUN,
-        requested_by=requested_by,
-        via=via,
-        reason=reason,
-        actor_label=actor_label,
-    )
+    return _create_child(plan, AuditAction.RERUN, actor, reason)
 
 
-def cancel_run(
-    *,
-    run: PipelineRun,
-    requested_by: AbstractBaseUser | None = None,
-    via: Surface = Surface.SYSTEM,
-    reason: str = "",
-    actor_label: str = "",
-) -> PipelineRun:
+def cancel_run(*, run: PipelineRun, actor: Actor = SYSTEM, reason: str = "") -> PipelineRun:
     """A pending or interrupted run never (re)starts; a running one stops at its next stage
     boundary (or when a long stage calls `progress.tick()`) and ends `cancelled`."""
-    now = timezone.now()
     with transaction.atomic():
         runs = PipelineRun.objects.filter(pk=run.pk)
-        stopped = runs.filter(status__in=[RunStatus.PENDING, RunStatus.INTERRUPTED]).update(
+        stopped = runs.stopped_by_cancel().update(
             status=RunStatus.CANCELLED,
             cancel_requested=True,
-            finished_at=now,
+            finished_at=timezone.now(),
             error_message=f"Cancelled{f': {reason}' if reason else ''}.",
         )
-        flagged = stopped or runs.filter(status=RunStatus.RUNNING).update(cancel_requested=True)
+        flagged = stopped or runs.cancellable().update(cancel_requested=True)
         run.refresh_from_db()
         if not flagged:
             raise Conflict(
@@ -529,53 +493,52 @@ def cancel_run(
             )
         audit(
             AuditAction.CANCEL,
+            actor,
             run=run,
-            actor=requested_by,
-            via=via,
             reason=reason,
-            actor_label=actor_label,
             was=("running" if not stopped else "not running"),
         )
     return run
 
 
-def resume_run(
-    *,
-    run: PipelineRun,
-    requested_by: AbstractBaseUser | None = None,
-    via: Surface = Surface.SYSTEM,
-    reason: str = "",
-    actor_label: str = "",
-) -> PipelineRun:
-    """Continue an interrupted or cancelled run on its own thread from its latest checkpoint:
-    completed stages (parallel siblings included) never run again; the stage that was cut
-    short runs again as a new attempt."""
+def _queue_again(runs, run: PipelineRun, actor: Actor, reason: str, **changes) -> bool:
+    """Put `run` back to pending (if `runs` still selects it) and queue it; the error it
+    ended with moves to the resume's audit record. False if it was not in that state."""
+    run.refresh_from_db()
     with transaction.atomic():
-        queued = PipelineRun.objects.filter(
-            pk=run.pk, status__in=[RunStatus.INTERRUPTED, RunStatus.CANCELLED]
-        ).update(
+        queued = runs.filter(pk=run.pk).update(
             status=RunStatus.PENDING,
             cancel_requested=False,
             finished_at=None,
             error_message="",
             error_traceback="",
+            **changes,
         )
-        run.refresh_from_db()
         if not queued:
-            raise Conflict(
-                f"Run {run.pk} is {run.status}; only an interrupted or cancelled run can be "
-                "resumed. Retry a failed run from its failed stage instead."
-            )
+            return False
         audit(
             AuditAction.RESUME,
+            actor,
             run=run,
             result_run=run,
-            actor=requested_by,
-            via=via,
             reason=reason,
-            actor_label=actor_label,
+            was=run.status,
+            previous_error=run.error_message,
         )
-        transaction.on_commit(lambda: enqueue_run(run))
+        transaction.on_commit(partial(enqueue_run, run))
+    run.refresh_from_db()
+    return True
+
+
+def resume_run(*, run: PipelineRun, actor: Actor = SYSTEM, reason: str = "") -> PipelineRun:
+    """Continue an interrupted or cancelled run on its own thread from its latest checkpoint:
+    completed stages (parallel siblings included) never run again; the stage that was cut
+    short runs again as a new attempt."""
+    if not _queue_again(PipelineRun.objects.resumable(), run, actor, reason):
+        raise Conflict(
+            f"Run {run.pk} is {run.status}; only an interrupted or cancelled run can be "
+            "resumed. Retry a failed run from its failed stage instead."
+        )
     return run
 
 
@@ -590,60 +553,51 @@ def reap_runs(*, run_id=None, auto_resume: bool | None = None) -> list[PipelineR
     auto_resume = settings.GAMED_AUTO_RESUME if auto_resume is None else auto_resume
     runs = PipelineRun.objects.all() if run_id is None else PipelineRun.objects.filter(pk=run_id)
     touched = []
-    for stale in runs.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now):
+    for stale in runs.lease_expired(now):
         message = (
             f"Worker {stale.worker or '?'} stopped renewing its lease "
             f"(expired {stale.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC)."
         )
         with transaction.atomic():
             # Conditional on the lease we saw: a heartbeat that renewed it meanwhile wins.
-            reaped = PipelineRun.objects.filter(
-                pk=stale.pk, status=RunStatus.RUNNING, lease_expires_at=stale.lease_expires_at
-            ).update(status=RunStatus.INTERRUPTED, finished_at=now, error_message=message)
+            reaped = (
+                runs.filter(pk=stale.pk, lease_expires_at=stale.lease_expires_at)
+                .lease_expired(now)
+                .update(status=RunStatus.INTERRUPTED, finished_at=now, error_message=message)
+            )
             if not reaped:
                 continue
             stale.stages.filter(status=StageStatus.RUNNING).update(
                 status=StageStatus.INTERRUPTED, finished_at=now, error_message=message
             )
-            audit(
-                AuditAction.REAP,
-                run=stale,
-                via=Surface.SYSTEM,
-                actor_label="reaper",
-                reason=message,
-            )
+            audit(AuditAction.REAP, REAPER, run=stale, reason=message)
         touched.append(stale)
     # A task can be lost with its worker (the Redis broker is at-most-once, the ORM broker
     # redelivers only after Q_CLUSTER["retry"]): queue pending runs again. A duplicate task is
     # harmless, the claim lets one through.
     requeue_before = now - timedelta(seconds=settings.GAMED_REQUEUE_AFTER_SECONDS)
-    for waiting in runs.filter(
-        status=RunStatus.PENDING, cancel_requested=False, queued_at__lt=requeue_before
-    ):
+    for waiting in runs.claimable().filter(status=RunStatus.PENDING, queued_at__lt=requeue_before):
         logger.warning("run %s waited since %s: queued again", waiting.pk, waiting.queued_at)
         enqueue_run(waiting)
     if auto_resume:
         resumable = runs.filter(
-            status=RunStatus.INTERRUPTED, auto_resumes__lt=settings.GAMED_MAX_AUTO_RESUMES
+            status=RunStatus.INTERRUPTED,
+            cancel_requested=False,
+            auto_resumes__lt=settings.GAMED_MAX_AUTO_RESUMES,
         )
         for run in resumable:
-            with transaction.atomic():
-                queued = PipelineRun.objects.filter(
-                    pk=run.pk, status=RunStatus.INTERRUPTED, auto_resumes=run.auto_resumes
-                ).update(
-                    status=RunStatus.PENDING, auto_resumes=F("auto_resumes") + 1, finished_at=None
-                )
-                if not queued:
-                    continue
-                audit(
-                    AuditAction.RESUME,
-                    run=run,
-                    result_run=run,
-                    via=Surface.SYSTEM,
-                    actor_label="reaper",
-                    reason="automatic resume after interruption",
-                )
-                transaction.on_commit(partial(enqueue_run, run))
+            # Conditional on the count we saw: two reapers at once resume it once.
+            same = PipelineRun.objects.filter(
+                status=RunStatus.INTERRUPTED, auto_resumes=run.auto_resumes
+            )
+            if not _queue_again(
+                same,
+                run,
+                REAPER,
+                "automatic resume after interruption",
+                auto_resumes=F("auto_resumes") + 1,
+            ):
+                continue
             if run not in touched:
                 touched.append(run)
     return touched
@@ -668,16 +622,13 @@ def prunable_runs(*, older_than: timedelta):
     cutoff = timezone.now() - older_than
     chain = Coalesce("root_run_id", "id")
     busy_chains = (
-        PipelineRun.objects.filter(status__in=[*ACTIVE_RUN_STATUSES, RunStatus.INTERRUPTED])
+        PipelineRun.objects.filter(status__in=CHECKPOINTS_KEPT_STATUSES)
         .annotate(chain=chain)
         .values("chain")
     )
     return (
-        PipelineRun.objects.filter(
-            status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED],
-            finished_at__lt=cutoff,
-            checkpoints_pruned_at__isnull=True,
-        )
+        PipelineRun.objects.exclude(status__in=CHECKPOINTS_KEPT_STATUSES)
+        .filter(finished_at__lt=cutoff, checkpoints_pruned_at__isnull=True)
         .annotate(chain=chain)
         .exclude(chain__in=busy_chains)
         .order_by("finished_at", "id")

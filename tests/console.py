@@ -6,18 +6,10 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 
+from pipeline.graphs.gamed.state import STAGES
 from pipeline.models import PipelineRun, RunStatus, StageExecution, StageStatus
 
-GAMED_STAGES = [
-    "input_enhancer",
-    "domain_knowledge_retriever",
-    "router",
-    "game_planner",
-    "scene_generator",
-    "blueprint_generator",
-    "blueprint_validator",
-    "output_renderer",
-]
+GAMED_STAGES = STAGES
 VIEW_PERMS = ("view_pipelinerun", "view_stageexecution", "view_auditrecord")
 OPERATOR_PERMS = (
     *VIEW_PERMS,

@@ -6,7 +6,7 @@ from django.test import Client
 from django.urls import reverse
 
 from pipeline.models import PipelineRun, RunStatus, StageStatus, Surface
-from pipeline.services import retry_run, start_run
+from pipeline.services import Actor, retry_run, start_run
 
 pytestmark = pytest.mark.usefixtures("sync_queue")
 
@@ -89,8 +89,7 @@ def test_run_page_shows_lineage_of_a_retry(operator_client, operator, failed_run
     retry = retry_run(
         run=failed_run,
         from_stage=FAILED_STAGE,
-        requested_by=operator,
-        via=Surface.CLI,
+        actor=Actor(user=operator, via=Surface.CLI),
         reason="flaky scene model",
     )
     page = operator_client.get(retry.admin_path)
@@ -262,9 +261,12 @@ def test_bulk_action_retries_failed_runs_and_reports_skipped_ones(
     assert f"Skipped 1: {succeeded_run.short_id} (no failed stage)" in message
 
 
-def test_bulk_action_reports_a_run_the_service_refuses(operator_client, failed_run):
-    active = retry_run(run=failed_run, from_stage=FAILED_STAGE)
-    PipelineRun.objects.filter(pk=active.pk).update(status=RunStatus.RUNNING)
+@pytest.mark.parametrize("retry_status", [RunStatus.RUNNING, RunStatus.SUCCEEDED])
+def test_bulk_action_skips_a_run_already_retried(operator_client, failed_run, retry_status):
+    # Admin and the API's bulk retry take the same runs: not one whose retry is under way or
+    # has already fixed it.
+    earlier = retry_run(run=failed_run, from_stage=FAILED_STAGE)
+    PipelineRun.objects.filter(pk=earlier.pk).update(status=retry_status)
     response = operator_client.post(
         reverse("admin:pipeline_pipelinerun_changelist"),
         {"action": "retry_from_failed_stage", "index": 0, "_selected_action": [failed_run.pk]},
@@ -272,7 +274,7 @@ def test_bulk_action_reports_a_run_the_service_refuses(operator_client, failed_r
     )
     [message] = [str(m) for m in response.context["messages"]]
     assert "Retried 0 runs." in message
-    assert f"{failed_run.short_id} (A retry of run {failed_run.pk}" in message
+    assert f"{failed_run.short_id} (Run {failed_run.pk} was already retried" in message
     assert PipelineRun.objects.filter(parent_run=failed_run).count() == 1
 
 

@@ -3,22 +3,14 @@
 import pytest
 
 from pipeline.graphs.faults import ledger_counts
+from pipeline.graphs.gamed.state import STAGES
 from pipeline.models import RunStatus, StageStatus
 from pipeline.services import start_run
 from tests.helpers import assert_stage_checkpoints_match_history
 
 pytestmark = pytest.mark.usefixtures("sync_queue")
 
-LINEAR = [
-    "input_enhancer",
-    "domain_knowledge_retriever",
-    "router",
-    "game_planner",
-    "scene_generator",
-    "blueprint_generator",
-    "blueprint_validator",
-    "output_renderer",
-]
+LINEAR = STAGES
 
 
 def test_run_records_one_stage_per_executed_node_in_order():

@@ -13,7 +13,7 @@ from django_q.models import OrmQ
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.models import (
-    TERMINAL_RUN_STATUSES,
+    FINAL_RUN_STATUSES,
     AuditAction,
     AuditRecord,
     PipelineRun,
@@ -22,7 +22,7 @@ from pipeline.models import (
     StageStatus,
     Surface,
 )
-from pipeline.services import reap_runs, resume_run, retry_run, start_run
+from pipeline.services import Actor, cancel_run, reap_runs, resume_run, retry_run, start_run
 
 TOKEN = "scrape-token-for-tests"
 PLANT = {"question": "Label the parts of a plant cell"}
@@ -81,7 +81,7 @@ def mixed_runs(sync_queue, metrics_token):
 
     stays_interrupted, resumed = interrupted_run(), interrupted_run()
     assert len(reap_runs(auto_resume=False)) == 2
-    resume_run(run=resumed, via=Surface.CLI)
+    resume_run(run=resumed, actor=Actor(via=Surface.CLI))
 
     now = timezone.now()
     PipelineRun.objects.create(
@@ -105,10 +105,11 @@ def test_counters_match_the_database_after_a_mix_of_runs(mixed_runs):
 
     runs = PipelineRun.objects.filter(graph="gamed")
     assert by(samples["gamed_runs_started_total"], "graph") == {("gamed",): runs.count()}
-    finished = runs.filter(status__in=TERMINAL_RUN_STATUSES).values_list("status")
+    finished = runs.filter(status__in=FINAL_RUN_STATUSES).values_list("status")
     expected_finished = {(s,): n for s, n in finished.annotate(n=Count("id"))}
     assert by(samples["gamed_runs_finished_total"], "status") == expected_finished
-    assert expected_finished == {("succeeded",): 4, ("failed",): 3, ("interrupted",): 1}
+    assert expected_finished == {("succeeded",): 4, ("failed",): 3}
+    assert by(samples["gamed_runs"], "status")[("interrupted",)] == 1
     assert by(samples["gamed_runs"], "status")[("running",)] == 1
 
     failed_stages = StageExecution.objects.filter(status=StageStatus.FAILED)
@@ -138,7 +139,8 @@ def test_counters_match_the_database_after_a_mix_of_runs(mixed_runs):
         assert bounds[-1] == (float("inf"), n)
         assert [v for _, v in bounds] == sorted(v for _, v in bounds)
 
-    assert by(samples["gamed_retries_total"], "stage", "outcome") == {
+    assert by(samples["gamed_retries_total"], "stage") == {("scene_generator",): 2}
+    assert by(samples["gamed_retries_finished_total"], "stage", "outcome") == {
         ("scene_generator", "succeeded"): 1,
         ("scene_generator", "failed"): 1,
     }
@@ -179,3 +181,36 @@ def test_scrape_of_an_empty_database_reports_zero(db, metrics_token):
     assert samples["gamed_queue_depth"][()] == 0
     assert samples["gamed_oldest_running_heartbeat_age_seconds"][()] == 0
     assert "gamed_runs_started_total" not in samples
+
+
+def counters() -> dict[tuple, float]:
+    return {
+        (name, labels): value
+        for name, samples in scrape().items()
+        if name.endswith("_total") or name.endswith("_count") or name.endswith("_bucket")
+        for labels, value in samples.items()
+    }
+
+
+def test_no_counter_goes_down_when_runs_are_resumed_cancelled_and_retried(
+    sync_queue, metrics_token
+):
+    once = start_run(graph="gamed", input={**PLANT, "faults": {"router": "fail_once"}})
+    stale = interrupted_run()
+    reap_runs(auto_resume=False)
+    before = counters()
+
+    resume_run(run=stale)
+    retry = retry_run(run=PipelineRun.objects.get(pk=once.pk), from_stage="router")
+    cancel_run(run=PipelineRun.objects.create(graph="gamed", input=PLANT))
+    after = counters()
+
+    went_down = {
+        key: (value, after.get(key, 0))
+        for key, value in before.items()
+        if after.get(key, 0) < value
+    }
+    assert not went_down
+    retry.refresh_from_db()
+    assert retry.status == RunStatus.SUCCEEDED
+    assert after[("gamed_runs_resumed_total", (("graph", "gamed"), ("via", "system")))] == 1

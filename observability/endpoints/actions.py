@@ -18,8 +18,7 @@ from observability.schemas import (
     RunDetailOut,
 )
 from pipeline import services
-from pipeline.models import Surface
-from pipeline.selectors import api_runs, get_run, runs_failed_at
+from pipeline.selectors import bulk_retry_candidates, get_run
 
 router = Router(tags=["actions"])
 
@@ -49,60 +48,37 @@ def retry(
         return Status(200, services.plan_retry(run=run, **target).to_dict())
 
     def create() -> tuple[int, dict]:
-        new = services.retry_run(
-            run=run,
-            requested_by=who.user,
-            via=Surface.API,
-            reason=payload.reason,
-            actor_label=who.actor_label,
-            **target,
-        )
+        new = services.retry_run(run=run, actor=who.actor, reason=payload.reason, **target)
         return 201, run_detail_json(new.pk)
 
     body = {"run_id": str(run_id), **payload.model_dump(mode="json")}
     return idempotent(request, who, idempotency_key, body, create, status_for)
 
 
+def _act(request: HttpRequest, permission: str, service, run_id: UUID, payload: ActionIn):
+    who = require_perm(request, permission)
+    return service(run=get_run(str(run_id)), actor=who.actor, reason=payload.reason)
+
+
 @router.post("/runs/{uuid:run_id}/cancel", response={200: RunDetailOut, **errors(404, 409, 422)})
 def cancel(request: HttpRequest, run_id: UUID, payload: ActionIn):
     """Cancel a run: a pending or interrupted one at once, a running one at its next stage
     boundary (`cancel_requested` is set until then)."""
-    who = require_perm(request, "cancel")
-    services.cancel_run(
-        run=get_run(str(run_id)),
-        requested_by=who.user,
-        via=Surface.API,
-        reason=payload.reason,
-        actor_label=who.actor_label,
-    )
+    _act(request, "cancel", services.cancel_run, run_id, payload)
     return run_detail_json(run_id)
 
 
 @router.post("/runs/{uuid:run_id}/resume", response={200: RunDetailOut, **errors(404, 409, 422)})
 def resume(request: HttpRequest, run_id: UUID, payload: ActionIn):
     """Resume an interrupted or cancelled run in place, from its latest checkpoint."""
-    who = require_perm(request, "resume")
-    services.resume_run(
-        run=get_run(str(run_id)),
-        requested_by=who.user,
-        via=Surface.API,
-        reason=payload.reason,
-        actor_label=who.actor_label,
-    )
+    _act(request, "resume", services.resume_run, run_id, payload)
     return run_detail_json(run_id)
 
 
 @router.post("/runs/{uuid:run_id}/rerun", response={201: RunDetailOut, **errors(404, 409, 422)})
 def rerun(request: HttpRequest, run_id: UUID, payload: ActionIn):
     """Run the graph again from the run's original input, as a new run in its lineage."""
-    who = require_perm(request, "retry")
-    new = services.rerun_run(
-        run=get_run(str(run_id)),
-        requested_by=who.user,
-        via=Surface.API,
-        reason=payload.reason,
-        actor_label=who.actor_label,
-    )
+    new = _act(request, "retry", services.rerun_run, run_id, payload)
     return Status(201, run_detail_json(new.pk))
 
 
@@ -113,24 +89,15 @@ def bulk_retry(request: HttpRequest, payload: BulkRetryIn):
     cannot be retried are skipped with the reason; for the `remaining` ones, call again with
     `created_before` set to `next_created_before`."""
     who = require_perm(request, "retry")
-    runs = api_runs().filter(status=payload.status, children__isnull=True)
-    if payload.graph:
-        runs = runs.filter(graph=payload.graph)
-    if payload.failed_stage:
-        runs = runs.filter(runs_failed_at(payload.failed_stage))
-    if payload.created_after:
-        runs = runs.filter(created_at__gte=payload.created_after)
-    if payload.created_before:
-        runs = runs.filter(created_at__lt=payload.created_before)
+    runs = bulk_retry_candidates(
+        **payload.model_dump(
+            include={"status", "graph", "failed_stage", "created_after", "created_before"}
+        )
+    )
     matched = runs.count()
     page = list(runs[: payload.limit])
     result = services.retry_failed_runs(
-        runs=page,
-        from_stage=payload.from_stage,
-        requested_by=who.user,
-        via=Surface.API,
-        reason=payload.reason,
-        actor_label=who.actor_label,
+        runs=page, from_stage=payload.from_stage, actor=who.actor, reason=payload.reason
     )
     retried = [
         {"run_id": new.parent_run_id, "new_run_id": new.pk, "from_stage": new.retry_from_stage}

@@ -26,7 +26,7 @@ from pipeline import services
 from pipeline.checkpointer import get_checkpointer
 from pipeline.forking import checkpoint_config
 from pipeline.graphs import compiled_graph
-from pipeline.models import StageExecution, StageStatus, Surface
+from pipeline.models import StageExecution
 from pipeline.selectors import api_runs, get_run, get_run_detail
 from pipeline.snapshots import to_json
 
@@ -56,12 +56,7 @@ def create_run(
 
     def start() -> tuple[int, dict]:
         run = services.start_run(
-            graph=payload.graph,
-            input=payload.input,
-            reason=payload.reason,
-            requested_by=who.user,
-            via=Surface.API,
-            actor_label=who.actor_label,
+            graph=payload.graph, input=payload.input, actor=who.actor, reason=payload.reason
         )
         return 201, run_detail_json(run.pk)
 
@@ -136,7 +131,7 @@ def _checkpoint(snapshot, written_by: dict[str, int]) -> dict:
 
 
 def _written_by(run) -> dict[str, int]:
-    rows = run.stages.exclude(status=StageStatus.REUSED).exclude(checkpoint_id="")
+    rows = run.stages.executed().exclude(checkpoint_id="")
     return dict(rows.values_list("checkpoint_id", "pk"))
 
 

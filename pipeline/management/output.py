@@ -2,29 +2,15 @@
 
 import getpass
 import time
-from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.core.management.color import Style
 
 from pipeline.exceptions import PipelineError
+from pipeline.lib import format_duration, format_ms
 from pipeline.models import PipelineRun, RunStatus, StageStatus, Surface
 from pipeline.selectors import find_run
-
-
-def format_duration(value: timedelta | None) -> str:
-    if value is None:
-        return "-"
-    seconds = value.total_seconds()
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
-
-
-def format_ms(ms: int | None) -> str:
-    return "-" if ms is None else format_duration(timedelta(milliseconds=ms))
+from pipeline.services import Actor
 
 
 def status_style(style: Style, status: str):
@@ -93,12 +79,13 @@ def watch_run(
     return run
 
 
-def cli_actor() -> str:
+def cli_actor() -> Actor:
     """Who ran a command, for the audit log (the OS user; commands have no Django user)."""
     try:
-        return f"cli:{getpass.getuser()}"
+        label = f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
-        return "cli"
+        label = "cli"
+    return Actor(via=Surface.CLI, label=label)
 
 
 class RunActionCommand(BaseCommand):
@@ -117,9 +104,8 @@ class RunActionCommand(BaseCommand):
         try:
             run = type(self).action(
                 run=find_run(options["run_id"]),
-                via=Surface.CLI,
+                actor=cli_actor(),
                 reason=options["reason"],
-                actor_label=cli_actor(),
             )
         except PipelineError as exc:
             raise CommandError(exc.message) from None

@@ -5,21 +5,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from pipeline.graphs.gamed.state import STAGES
 from pipeline.models import AuditRecord, PipelineRun, StageExecution, Surface
 from tests.api.conftest import ApiClient, recorded_run
 
 pytestmark = pytest.mark.django_db
 
-GAMED_STAGES = [
-    "input_enhancer",
-    "domain_knowledge_retriever",
-    "router",
-    "game_planner",
-    "scene_generator",
-    "blueprint_generator",
-    "blueprint_validator",
-    "output_renderer",
-]
+GAMED_STAGES = STAGES
 
 
 def test_graphs_lists_stages_input_schema_and_edges(api):

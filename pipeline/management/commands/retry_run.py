@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from pipeline import services
 from pipeline.exceptions import PipelineError
 from pipeline.management.output import cli_actor, watch_run
-from pipeline.models import RunStatus, Surface
+from pipeline.models import RunStatus
 from pipeline.selectors import find_run
 
 
@@ -47,9 +47,8 @@ class Command(BaseCommand):
                 return
             retry = services.retry_run(
                 run=run,
-                via=Surface.CLI,
+                actor=cli_actor(),
                 reason=options["reason"],
-                actor_label=cli_actor(),
                 **target,
             )
         except PipelineError as exc:

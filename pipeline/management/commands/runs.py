@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from pipeline.graphs import registered_graphs
-from pipeline.management.output import format_duration, table
+from pipeline.lib import format_duration
+from pipeline.management.output import table
 from pipeline.models import RunStatus
 from pipeline.selectors import console_runs
 

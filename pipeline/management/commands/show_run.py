@@ -3,7 +3,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from pipeline.exceptions import PipelineError
-from pipeline.management.output import format_duration, format_ms, table
+from pipeline.lib import format_duration, format_ms
+from pipeline.management.output import table
 from pipeline.selectors import find_run
 
 

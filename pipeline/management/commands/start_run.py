@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from pipeline import services
 from pipeline.exceptions import PipelineError
 from pipeline.management.output import cli_actor, watch_run
-from pipeline.models import RunStatus, Surface
+from pipeline.models import RunStatus
 
 
 class Command(BaseCommand):
@@ -29,9 +29,8 @@ class Command(BaseCommand):
             run = services.start_run(
                 graph=options["graph"],
                 input=data,
-                via=Surface.CLI,
+                actor=cli_actor(),
                 reason=options["reason"],
-                actor_label=cli_actor(),
             )
         except PipelineError as exc:
             raise CommandError(exc.message) from None
