@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml
 migrate: install
 	$(BIN)/python manage.py migrate --no-input
 
+# The demo lets runs inject faults into stages (GAMED_FAULT_INJECTION); production leaves it off.
 run: migrate
 	$(BIN)/python manage.py bootstrap_admin
-	$(BIN)/python manage.py console --addr $(ADDR)
+	GAMED_FAULT_INJECTION=$${GAMED_FAULT_INJECTION:-true} $(BIN)/python manage.py console --addr $(ADDR)
 
 lint: install
 	$(BIN)/ruff check .

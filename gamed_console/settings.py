@@ -160,6 +160,8 @@ if _extra_graphs:
             'GAMED_EXTRA_GRAPHS must be a JSON object like {"name": "module:builder"}'
         ) from exc
 
+# Demo and test instrumentation: runs' `faults` input and the node execution ledger.
+GAMED_FAULT_INJECTION = env_bool("GAMED_FAULT_INJECTION", False)
 GAMED_MAX_RETRY_DEPTH = env_int("GAMED_MAX_RETRY_DEPTH", 3, minimum=1)
 GAMED_BASE_URL = env_str("GAMED_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 GAMED_SNAPSHOT_MAX_BYTES = env_int("GAMED_SNAPSHOT_MAX_BYTES", 65536, minimum=1024)

@@ -24,6 +24,8 @@ EXTRA_GRAPHS = {
 }
 TEST_GRAPHS = json.dumps(EXTRA_GRAPHS)
 settings.GAMED_GRAPHS = {**settings.GAMED_GRAPHS, **EXTRA_GRAPHS}
+# Tests make stages fail on purpose and count what ran (pipeline/graphs/faults.py).
+settings.GAMED_FAULT_INJECTION = True
 # Workers started by tests renew leases and notice cancellation quickly, and die fast.
 DURABLE = {
     "GAMED_LEASE_SECONDS": "3",
@@ -48,6 +50,7 @@ def child_env(**extra: str) -> dict[str, str]:
         DATABASE_URL=database_url(),
         DJANGO_SETTINGS_MODULE="gamed_console.settings",
         GAMED_EXTRA_GRAPHS=TEST_GRAPHS,
+        GAMED_FAULT_INJECTION="true",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

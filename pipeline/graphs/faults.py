@@ -1,6 +1,8 @@
-"""Fault injection and the node execution ledger, shared by every registered pipeline.
+"""Fault injection and the node execution ledger, for demos and tests (GAMED_FAULT_INJECTION).
 
-A run's input may carry `"faults": {"<stage>": "<fault>"}`:
+Off by default: wrapped stages then run as they are, and write nothing. When the setting is on
+(the test suite and `make run`'s demo), a run's input may carry
+`"faults": {"<stage>": "<fault>"}`:
 
 - `fail_always`: the stage raises every time;
 - `fail_once`: the stage raises the first time it runs in a run's lineage (a retry or a
@@ -16,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from langchain_core.runnables import RunnableConfig
 
 from pipeline import progress
@@ -84,6 +87,8 @@ def stage(fn: Callable[[dict], dict]) -> Callable[[dict, RunnableConfig], dict]:
 
     # No functools.wraps: LangGraph reads the signature to decide whether to pass `config`.
     def node(state: dict, config: RunnableConfig) -> dict:
+        if not settings.GAMED_FAULT_INJECTION:
+            return fn(state)
         from pipeline.models import NodeInvocation
 
         run_id, root_id, _ = _ids(config)

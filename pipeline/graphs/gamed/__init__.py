@@ -5,6 +5,7 @@ input_enhancer -> domain_knowledge_retriever -> router -> game_planner -> scene_
                                                 -(valid)-> output_renderer
 """
 
+from django.conf import settings
 from langgraph.graph import END, START, StateGraph
 
 from pipeline.graphs.gamed.blueprint import (
@@ -14,12 +15,13 @@ from pipeline.graphs.gamed.blueprint import (
     output_renderer,
 )
 from pipeline.graphs.gamed.design import game_planner, scene_generator
-from pipeline.graphs.gamed.state import GamedInput, GamedState
+from pipeline.graphs.gamed.state import GamedFaultInput, GamedInput, GamedState
 from pipeline.graphs.gamed.understanding import domain_knowledge_retriever, input_enhancer, router
 
 
 def build_graph() -> StateGraph:
-    graph = StateGraph(GamedState, input_schema=GamedInput)
+    schema = GamedFaultInput if settings.GAMED_FAULT_INJECTION else GamedInput
+    graph = StateGraph(GamedState, input_schema=schema)
     graph.add_sequence(
         [
             input_enhancer,

@@ -1,6 +1,6 @@
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, TypedDict
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 STAGES = [
     "input_enhancer",
@@ -20,9 +20,19 @@ MAX_ITEMS = 8
 class GamedInput(BaseModel):
     """What a GamED run is started with."""
 
+    model_config = ConfigDict(extra="forbid")
+
     question: Annotated[str, Field(min_length=3, max_length=1000)]
-    faults: dict[str, str] = Field(default_factory=dict)
     max_blueprint_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_faults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "faults" in data:
+            raise ValueError(
+                "faults are refused: fault injection is off (set GAMED_FAULT_INJECTION=true)"
+            )
+        return data
 
     @field_validator("question")
     @classmethod
@@ -30,6 +40,17 @@ class GamedInput(BaseModel):
         if not value.strip():
             raise ValueError("question must not be blank")
         return value.strip()
+
+
+class GamedFaultInput(GamedInput):
+    """GamED's input with fault injection on: `faults` makes chosen stages fail or stall."""
+
+    faults: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_faults(cls, data: Any) -> Any:
+        return data
 
     @field_validator("faults")
     @classmethod
