@@ -107,6 +107,12 @@ class PipelineRun(models.Model):
         max_length=255, blank=True, help_text="What the run is about, e.g. the question."
     )
     input = models.JSONField(default=dict, blank=True)
+    context = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="LangGraph runtime context (the graph's context_schema), given to every "
+        "execution of the run; not part of the state or its checkpoints.",
+    )
     output = models.JSONField(null=True, blank=True)
     error_message = models.TextField(blank=True)
     error_traceback = models.TextField(blank=True)

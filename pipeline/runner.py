@@ -26,7 +26,7 @@ from psycopg_pool import PoolTimeout
 
 from pipeline import progress, services, stagelogs
 from pipeline.exceptions import LeaseLost, RunCancelled
-from pipeline.graphs import compiled_graph
+from pipeline.graphs import compiled_graph, context_for
 from pipeline.models import PipelineRun, ResumeMode, RunStatus, StageExecution, StageStatus
 from pipeline.snapshots import capped, to_json
 
@@ -456,6 +456,7 @@ def execute_run(run_id: str) -> str:
         for event in graph.stream(
             run.input if latest is None else None,
             config,
+            context=context_for(run.graph, run.context),
             stream_mode=["checkpoints", "tasks"],
             version="v2",
             durability="sync",

@@ -26,7 +26,13 @@ from pipeline.exceptions import (
     UnknownGraph,
 )
 from pipeline.forking import delete_thread, fork_checkpoint, reachable_stages, read_checkpoint
-from pipeline.graphs import stage_names, state_graph, subject_of, validate_input
+from pipeline.graphs import (
+    stage_names,
+    state_graph,
+    subject_of,
+    validate_context,
+    validate_input,
+)
 from pipeline.models import (
     CHECKPOINTS_KEPT_STATUSES,
     AuditAction,
@@ -105,13 +111,23 @@ def audit(
     )
 
 
-def start_run(*, graph: str, input: dict, actor: Actor = SYSTEM, reason: str = "") -> PipelineRun:
-    """Validate `input` against the graph's schema, record a pending run, queue it."""
+def start_run(
+    *,
+    graph: str,
+    input: dict,
+    context: dict | None = None,
+    actor: Actor = SYSTEM,
+    reason: str = "",
+) -> PipelineRun:
+    """Validate `input` (and the runtime `context`) against the graph's schemas, record a
+    pending run, queue it."""
     data = validate_input(graph, input)
+    runtime_context = validate_context(graph, context)
     with transaction.atomic():
         run = PipelineRun.objects.create(
             graph=graph,
             input=data,
+            context=runtime_context,
             subject=subject_of(graph, data),
             requested_by=actor.user,
             requested_via=actor.via,
@@ -136,6 +152,7 @@ class RetryPlan:
     reused: list[StageExecution] = field(default_factory=list)
     will_run: list[str] = field(default_factory=list)
     input: dict = field(default_factory=dict)
+    context: dict = field(default_factory=dict)
     state_patch: dict = field(default_factory=dict)
     state_diff: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -232,8 +249,10 @@ def plan_retry(
     from_stage: str | None = None,
     stage_execution_id: int | None = None,
     state_patch: dict | None = None,
+    context: dict | None = None,
 ) -> RetryPlan:
-    """Decide how a retry of `run` from a stage would resume. Writes nothing."""
+    """Decide how a retry of `run` from a stage would resume (with the run's runtime context,
+    or `context` instead). Writes nothing."""
     _check_retryable(run)
     try:
         current = set(stage_names(run.graph))
@@ -287,6 +306,7 @@ def plan_retry(
         plan.notes.append("No earlier checkpoint is readable: a full rerun from the input.")
 
     plan.state_patch = patch
+    plan.context = run.context if context is None else validate_context(run.graph, context)
     if plan.source is not None:
         plan.reused = rows[: rows.index(plan.target)]
         plan.will_run = reachable_stages(run.graph, plan.target.stage_name)
@@ -329,6 +349,7 @@ def retry_run(
     from_stage: str | None = None,
     stage_execution_id: int | None = None,
     state_patch: dict | None = None,
+    context: dict | None = None,
     actor: Actor = SYSTEM,
     reason: str = "",
 ) -> PipelineRun:
@@ -338,6 +359,7 @@ def retry_run(
         from_stage=from_stage,
         stage_execution_id=stage_execution_id,
         state_patch=state_patch,
+        context=context,
     )
     return _create_child(plan, AuditAction.RETRY, actor, reason)
 
@@ -359,6 +381,7 @@ def _create_child(plan: RetryPlan, action: AuditAction, actor: Actor, reason: st
                 id=new_id,
                 graph=run.graph,
                 input=plan.input,
+                context=plan.context,
                 subject=run.subject,
                 parent_run=run,
                 root_run_id=run.root_run_id or run.pk,
@@ -468,6 +491,7 @@ def rerun_run(*, run: PipelineRun, actor: Actor = SYSTEM, reason: str = "") -> P
         resume_mode=ResumeMode.FULL_RERUN,
         will_run=stages,
         input=validate_input(run.graph, run.input),
+        context=run.context,
         notes=["Rerun from scratch: a fresh run from the original input."],
     )
     return _create_child(plan, AuditAction.RERUN, actor, reason)

@@ -99,6 +99,34 @@ def validate_input(name: str, data: Any) -> dict:
         raise InvalidInput(f"Invalid input for {name!r}: {_format_errors(exc)}") from None
 
 
+def validate_context(name: str, data: Any) -> dict:
+    """Check `data` against the graph's context schema; return it normalised as JSON."""
+    schema = state_graph(name).context_schema
+    if not data:
+        data = {}
+    if not isinstance(data, dict):
+        raise InvalidInput(
+            f"Context for {name!r} must be a JSON object, got {type(data).__name__}."
+        )
+    if schema is None:
+        if data:
+            raise InvalidInput(f"Graph {name!r} takes no context (it has no context_schema).")
+        return {}
+    try:
+        adapter = _adapter(schema)
+        return adapter.dump_python(adapter.validate_python(data), mode="json")
+    except ValidationError as exc:
+        raise InvalidInput(f"Invalid context for {name!r}: {_format_errors(exc)}") from None
+
+
+def context_for(name: str, data: dict) -> Any:
+    """The runtime context LangGraph is given for a run's stored `context` (None: none)."""
+    schema = state_graph(name).context_schema
+    if schema is None:
+        return None
+    return _adapter(schema).validate_python(data or {})
+
+
 def subject_of(name: str, data: dict) -> str:
     field = getattr(builder_for(name), "subject_field", "question")
     value = data.get(field, "")
