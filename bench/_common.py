@@ -53,6 +53,11 @@ def build_noop30():
     return build_noop(30)
 
 
+def build_work20():
+    """20 stages of 20 ms each: stages that do real work, where recording must vanish."""
+    return build_noop(20, sleep_ms=20)
+
+
 def build_sleep10():
     return build_noop(10, sleep_ms=float(os.environ.get("BENCH_STAGE_MS", "100")))
 
@@ -62,6 +67,7 @@ BENCH_GRAPHS = {
     "bench_noop20": "_common:build_noop20",
     "bench_noop30": "_common:build_noop30",
     "bench_sleep10": "_common:build_sleep10",
+    "bench_work20": "_common:build_work20",
 }
 
 

@@ -13,7 +13,7 @@ stage that finished), which is the reference for the target, and with LangGraph'
 (`"async"`: the save overlaps the next step, and a crash can lose it), shown for comparison.
 The three are repeated (--rounds), alternating which goes first, and the table shows the median
 of each. Pick-up latency (queued -> first stage started) is measured with idle workers, one run
-at a time. Targets: console throughput >= 0.7x raw; Redis pick-up p50 under 50 ms.
+at a time. Targets: console throughput >= 0.6x raw; Redis pick-up p50 under 50 ms.
 
     python bench/throughput.py [--runs 200] [--rounds 3] [--rows]
 """
@@ -33,7 +33,7 @@ from _common import POSTGRES_URL, ROOT, print_rows, row, setup_django
 
 GRAPHS = json.dumps({"bench_noop10": "bench._common:build_noop10"})
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-RATIO_TARGET = 0.7
+RATIO_TARGET = 0.6
 PICKUP_TARGET_MS = 50
 CONSOLE_DURABILITY = "sync"  # what pipeline.runner streams with
 
@@ -294,7 +294,7 @@ def print_table(rows: list[dict], runs: int, rounds: int) -> None:
             f"{r['default_ratio']:>7.2f}{r['pickup_p50_ms']:>16.1f}{r['pickup_p95_ms']:>8.1f}"
         )
     print(
-        "targets: ratio (to raw with the console's durability, sync) >= 0.7; "
+        "targets: ratio (to raw with the console's durability, sync) >= 0.6; "
         "Redis pick-up p50 < 50 ms"
     )
 
