@@ -165,6 +165,8 @@ GAMED_FAULT_INJECTION = env_bool("GAMED_FAULT_INJECTION", False)
 GAMED_MAX_RETRY_DEPTH = env_int("GAMED_MAX_RETRY_DEPTH", 3, minimum=1)
 GAMED_BASE_URL = env_str("GAMED_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 GAMED_SNAPSHOT_MAX_BYTES = env_int("GAMED_SNAPSHOT_MAX_BYTES", 65536, minimum=1024)
+# A run's final state as shown in admin and the API; the checkpoint endpoints have all of it.
+GAMED_OUTPUT_MAX_BYTES = env_int("GAMED_OUTPUT_MAX_BYTES", 262144, minimum=1024)
 GAMED_RECURSION_LIMIT = env_int("GAMED_RECURSION_LIMIT", 50, minimum=5)
 # How long the stage-row writer lets events gather before a batch (seconds).
 GAMED_STAGE_WRITE_DELAY = env_float("GAMED_STAGE_WRITE_DELAY", 0.05)

@@ -23,7 +23,13 @@ from observability.run_page import (
     stage_ms,
 )
 from pipeline import services
-from pipeline.exceptions import InvalidInput, PipelineError, RunNotFound, UnknownGraph
+from pipeline.exceptions import (
+    InvalidContext,
+    InvalidInput,
+    PipelineError,
+    RunNotFound,
+    UnknownGraph,
+)
 from pipeline.graphs import compiled_graph, registered_graphs
 from pipeline.lib import format_duration, format_ms
 from pipeline.models import (
@@ -435,6 +441,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 "run": run,
                 "stage_execution_id": form.cleaned_data["stage"],
                 "state_patch": form.cleaned_data["state_patch"],
+                "context": form.cleaned_data["context"],
             }
             try:
                 if "_confirm" in request.POST:
@@ -504,11 +511,14 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 run = services.start_run(
                     graph=form.cleaned_data["graph"],
                     input=form.cleaned_data["input"],
+                    context=form.cleaned_data["context"],
                     actor=_actor(request),
                     reason=form.cleaned_data["reason"],
                 )
             except UnknownGraph as error:
                 form.add_error("graph", error.message)
+            except InvalidContext as error:
+                form.add_error("context", error.message)
             except InvalidInput as error:
                 form.add_error("input", error.message)
             except PipelineError as error:

@@ -3,6 +3,7 @@
 from observability.schemas import ErrorOut
 from pipeline.exceptions import (
     Conflict,
+    GraphUnavailable,
     InvalidInput,
     PipelineError,
     RunNotFound,
@@ -12,7 +13,7 @@ from pipeline.exceptions import (
 
 STATUS_FOR = [
     ((RunNotFound, StageNotFound), 404),
-    ((Conflict,), 409),
+    ((Conflict, GraphUnavailable), 409),
     ((InvalidInput, UnknownGraph), 422),
 ]
 

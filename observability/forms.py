@@ -5,6 +5,29 @@ from django import forms
 from pipeline.models import StageExecution, StageStatus
 
 
+class JsonObjectField(forms.CharField):
+    """A textarea holding a JSON object (empty: None when not required)."""
+
+    def __init__(self, *, rows: int = 6, placeholder: str = "", **kwargs):
+        attrs = {"rows": rows, "cols": 80, "class": "vLargeTextField"}
+        if placeholder:
+            attrs["placeholder"] = placeholder
+        kwargs.setdefault("required", False)
+        super().__init__(widget=forms.Textarea(attrs=attrs), **kwargs)
+
+    def to_python(self, value) -> dict | None:
+        text = (super().to_python(value) or "").strip()
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise forms.ValidationError(f"Not valid JSON: {error}.") from None
+        if not isinstance(data, dict):
+            raise forms.ValidationError('It must be a JSON object, e.g. {"key": 1}.')
+        return data
+
+
 class RetryForm(forms.Form):
     """Which stage to retry a run from, why, and what to change in the state first."""
 
@@ -14,11 +37,14 @@ class RetryForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2, "cols": 80}),
         help_text="Why you are retrying; kept on the new run.",
     )
-    state_patch = forms.CharField(
-        required=False,
+    state_patch = JsonObjectField(
         label="State patch (JSON)",
-        widget=forms.Textarea(attrs={"rows": 6, "cols": 80, "class": "vLargeTextField"}),
         help_text='A JSON object of state keys to set before the stage runs, e.g. {"route": "x"}.',
+    )
+    context = JsonObjectField(
+        rows=3,
+        label="Runtime context (JSON)",
+        help_text="Replaces the run's runtime context for the retry; empty: the run's own.",
     )
 
     def __init__(self, *args, stages: list[StageExecution], preselect: str | None = None, **kw):
@@ -27,20 +53,6 @@ class RetryForm(forms.Form):
             (row.pk, f"#{row.stage_order} {row.stage_name} ({row.status})") for row in stages
         ]
         self.fields["stage"].initial = _default_stage(stages, preselect)
-
-    def clean_state_patch(self) -> dict | None:
-        text = self.cleaned_data["state_patch"].strip()
-        if not text:
-            return None
-        try:
-            patch = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise forms.ValidationError(f"The state patch is not valid JSON: {error}.") from None
-        if not isinstance(patch, dict):
-            raise forms.ValidationError(
-                'The state patch must be a JSON object of state keys to values, e.g. {"key": 1}.'
-            )
-        return patch
 
 
 def _default_stage(stages: list[StageExecution], preselect: str | None) -> int | None:
@@ -77,8 +89,15 @@ class StartRunForm(forms.Form):
         help_text=(
             "A JSON object, checked against the graph's input schema before anything is queued. "
             'For GamED: {"question": "Label the parts of a plant cell"}, optionally with '
-            '"max_blueprint_attempts" and "faults".'
+            '"max_blueprint_attempts" and "faults". Messages may be given as '
+            '{"role": "user", "content": "..."} objects.'
         ),
+    )
+    context = JsonObjectField(
+        rows=3,
+        label="Runtime context (JSON)",
+        help_text="For graphs with a context_schema: checked against it, given to every "
+        "execution of the run, kept apart from the state.",
     )
     reason = forms.CharField(
         required=False,

@@ -90,6 +90,7 @@ class RunOut(Schema):
     status: str
     subject: str
     input: dict[str, Any]
+    context: dict[str, Any]
     error_message: str
     thread_id: str
     parent_run_id: UUID | None
@@ -168,6 +169,11 @@ def run_detail_payload(run) -> dict:
 class RunCreateIn(RejectsNul, Schema):
     graph: str = Field(description="A registered graph (see GET /api/graphs).", max_length=100)
     input: dict[str, Any] = Field(description="Validated against the graph's input schema.")
+    context: dict[str, Any] | None = Field(
+        None,
+        description="LangGraph runtime context, validated against the graph's context schema; "
+        "given to every execution of the run (resumes, retries and reruns inherit it).",
+    )
     reason: str = Field("", max_length=2000)
 
 
@@ -207,12 +213,21 @@ class GraphEdgeOut(Schema):
 
 class GraphOut(Schema):
     name: str
-    stages: list[str] = Field(description="The graph's nodes in declaration order.")
-    subject_field: str = Field(description="The input key that says what a run is about.")
-    input_schema: dict[str, Any] = Field(description="JSON Schema of a run's input.")
-    nodes: list[str]
-    edges: list[GraphEdgeOut]
-    mermaid: str = Field(description="The graph as a Mermaid flowchart.")
+    error: str | None = Field(None, description="Why the graph cannot be built, if it cannot.")
+    stages: list[str] = Field(
+        [], description='Stages in declaration order; a subgraph\'s after its node ("sub > a").'
+    )
+    subject_field: str | None = Field(None, description="The input key a run is about.")
+    input_schema: dict[str, Any] | None = Field(
+        None, description="JSON Schema of a run's input, as the console enforces it."
+    )
+    context_schema: dict[str, Any] | None = Field(
+        None, description="JSON Schema of the runtime context (None: the graph takes none)."
+    )
+    asynchronous: bool = Field(False, description="Has async nodes: runs on the async API.")
+    nodes: list[str] = []
+    edges: list[GraphEdgeOut] = []
+    mermaid: str = Field("", description="The graph as a Mermaid flowchart.")
 
 
 class CheckpointOut(Schema):
@@ -248,6 +263,9 @@ class RetryIn(RejectsNul, Schema):
     )
     state_patch: dict[str, Any] | None = Field(
         None, description="Values set on the state's channels before the stage runs."
+    )
+    context: dict[str, Any] | None = Field(
+        None, description="A runtime context replacing the run's (default: the run's own)."
     )
     reason: str = Field("", max_length=2000)
     dry_run: bool = Field(False, description="Only preview what the retry would do.")

@@ -1,29 +1,35 @@
 """One LangGraph checkpoint saver per process: SQLite by default, Postgres in production.
 
 The saver is created lazily and cached per process id: django-q2 forks its workers, and a
-connection (or pool) opened before the fork must never be shared by the children.
+connection (or pool) opened before the fork must never be shared by the children. Graphs with
+async nodes need LangGraph's async savers: a process that runs one also keeps one async saver,
+on its event loop (`pipeline.aio`), over the same tables.
 """
 
 import os
 import sqlite3
 import threading
 
+import aiosqlite
 import dj_database_url
 import psycopg
 from django.conf import settings
 from django.db import connections
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from pipeline import aio
 from pipeline.lib import has_input
 
 _lock = threading.Lock()
-_savers: dict[tuple[int, str], BaseCheckpointSaver] = {}
-_closers: dict[tuple[int, str], object] = {}
+_savers: dict[tuple[int, str, str], BaseCheckpointSaver] = {}
+_closers: dict[tuple[int, str, str], object] = {}
 
 
 def checkpoint_database() -> dict:
@@ -71,29 +77,48 @@ def is_postgres() -> bool:
     return "postgres" in checkpoint_database()["ENGINE"]
 
 
+POOL_KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
+
+
 def _open(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
     if "sqlite" in db["ENGINE"]:
         conn = sqlite3.connect(
             db["NAME"], check_same_thread=False, timeout=settings.SQLITE_BUSY_TIMEOUT_SECONDS
         )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        for pragma in SQLITE_PRAGMAS:
+            conn.execute(pragma)
         return SqliteSaver(conn), conn
     pool = ConnectionPool(
         key,
         min_size=1,
         max_size=settings.CHECKPOINT_POOL_SIZE,
-        kwargs={
-            "autocommit": True,
-            "prepare_threshold": 0,
-            "row_factory": dict_row,
-        },
+        kwargs=POOL_KWARGS,
         # A connection broken by a database restart is replaced instead of handed out.
         check=check_idle_connection,
         open=True,
         name="gamed-checkpoints",
     )
     return PostgresSaver(pool), pool
+
+
+async def _open_async(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
+    if "sqlite" in db["ENGINE"]:
+        conn = await aiosqlite.connect(db["NAME"], timeout=settings.SQLITE_BUSY_TIMEOUT_SECONDS)
+        for pragma in SQLITE_PRAGMAS:
+            await conn.execute(pragma)
+        return AsyncSqliteSaver(conn), conn
+    pool = AsyncConnectionPool(
+        key,
+        min_size=1,
+        max_size=settings.CHECKPOINT_POOL_SIZE,
+        kwargs=POOL_KWARGS,
+        check=check_idle_connection_async,
+        open=False,
+        name="gamed-checkpoints-async",
+    )
+    await pool.open()
+    return AsyncPostgresSaver(pool), pool
 
 
 def check_idle_connection(conn) -> None:
@@ -109,19 +134,35 @@ def check_idle_connection(conn) -> None:
         ConnectionPool.check_connection(conn)
 
 
-def get_checkpointer() -> BaseCheckpointSaver:
+async def check_idle_connection_async(conn) -> None:
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    if has_input(conn.fileno()):
+        await AsyncConnectionPool.check_connection(conn)
+
+
+def _saver(mode: str, open_saver) -> BaseCheckpointSaver:
     db = checkpoint_database()
-    cache_key = (os.getpid(), _key(db))
+    cache_key = (os.getpid(), _key(db), mode)
     saver = _savers.get(cache_key)
     if saver is not None:
         return saver
     with _lock:
         saver = _savers.get(cache_key)
         if saver is None:
-            saver, resource = _open(db, cache_key[1])
+            saver, resource = open_saver(db, cache_key[1])
             _savers[cache_key] = saver
             _closers[cache_key] = resource
     return saver
+
+
+def get_checkpointer() -> BaseCheckpointSaver:
+    return _saver("sync", _open)
+
+
+def get_async_checkpointer() -> BaseCheckpointSaver:
+    """The async saver, on the process's event loop: use it only from that loop."""
+    return _saver("async", lambda db, key: aio.run(_open_async(db, key)))
 
 
 def close_checkpointers() -> None:
@@ -130,7 +171,11 @@ def close_checkpointers() -> None:
         pid = os.getpid()
         for cache_key in [k for k in _savers if k[0] == pid]:
             _savers.pop(cache_key)
-            _closers.pop(cache_key).close()
+            resource = _closers.pop(cache_key)
+            if cache_key[2] == "async":
+                aio.run(resource.close())
+            else:
+                resource.close()
 
 
 def setup_checkpointer() -> None:

@@ -16,8 +16,18 @@ class UnknownGraph(PipelineError):
     code = "unknown_graph"
 
 
+class GraphUnavailable(PipelineError):
+    """A registered graph whose builder fails or returns something that is not a graph."""
+
+    code = "graph_unavailable"
+
+
 class InvalidInput(PipelineError):
     code = "invalid_input"
+
+
+class InvalidContext(InvalidInput):
+    code = "invalid_context"
 
 
 class RunNotFound(PipelineError):

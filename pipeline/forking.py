@@ -10,28 +10,33 @@ import logging
 from typing import Any
 
 from langgraph.checkpoint.base import CheckpointTuple
+from langgraph.graph.state import CompiledStateGraph
 
 from pipeline.checkpointer import get_checkpointer
-from pipeline.graphs import compiled_graph
+from pipeline.graphs import PATH_SEPARATOR, compiled_graph
 
 logger = logging.getLogger(__name__)
 
 ERROR_CHANNELS = ("__error__", "__interrupt__")
 
 
-def checkpoint_config(thread_id: str, checkpoint_id: str | None = None) -> dict:
-    configurable = {"thread_id": thread_id, "checkpoint_ns": ""}
+def checkpoint_config(
+    thread_id: str, checkpoint_id: str | None = None, namespace: str = ""
+) -> dict:
+    configurable = {"thread_id": thread_id, "checkpoint_ns": namespace}
     if checkpoint_id:
         configurable["checkpoint_id"] = checkpoint_id
     return {"configurable": configurable}
 
 
-def read_checkpoint(thread_id: str, checkpoint_id: str) -> CheckpointTuple | None:
+def read_checkpoint(
+    thread_id: str, checkpoint_id: str, namespace: str = ""
+) -> CheckpointTuple | None:
     """The checkpoint, or None when it was pruned, deleted or cannot be read."""
     if not checkpoint_id:
         return None
     try:
-        return get_checkpointer().get_tuple(checkpoint_config(thread_id, checkpoint_id))
+        return get_checkpointer().get_tuple(checkpoint_config(thread_id, checkpoint_id, namespace))
     except Exception:
         logger.warning(
             "checkpoint %s of thread %s is unreadable", checkpoint_id, thread_id, exc_info=True
@@ -43,6 +48,7 @@ def fork_checkpoint(
     source: CheckpointTuple,
     new_thread_id: str,
     *,
+    namespace: str = "",
     patch: dict | None = None,
     rerun_task_id: str = "",
 ) -> str:
@@ -50,7 +56,9 @@ def fork_checkpoint(
 
     Pending writes of sibling tasks that had succeeded are copied too, so a parallel branch that
     finished is not run again. The writes of the task being retried (`rerun_task_id`: task ids
-    derive from the checkpoint, so they are the same in the copy) and errors are not.
+    derive from the checkpoint, so they are the same in the copy) and errors are not. A
+    subgraph's checkpoint is copied under its `namespace`, which names the subgraph's task: the
+    same in the copy, so the resumed subgraph finds it.
     """
     saver = get_checkpointer()
     checkpoint = dict(source.checkpoint)
@@ -61,7 +69,9 @@ def fork_checkpoint(
         versions[key] = saver.get_next_version(versions.get(key), None)
     checkpoint["channel_values"] = values
     checkpoint["channel_versions"] = versions
-    config = saver.put(checkpoint_config(new_thread_id), checkpoint, source.metadata, versions)
+    config = saver.put(
+        checkpoint_config(new_thread_id, namespace=namespace), checkpoint, source.metadata, versions
+    )
     writes = source.pending_writes or []
     failed = {task_id for task_id, channel, _ in writes if channel in ERROR_CHANNELS}
     kept: dict[str, list[tuple[str, Any]]] = {}
@@ -78,8 +88,30 @@ def delete_thread(thread_id: str) -> None:
 
 
 def reachable_stages(graph_name: str, start: str) -> list[str]:
-    """`start` and every stage that can run after it, in the graph's declaration order."""
-    drawable = compiled_graph(graph_name).get_graph()
+    """`start` and every stage that can run after it, in the graph's declaration order. For a
+    stage inside a subgraph ("sub > b"), the subgraph's stages from it, then what follows the
+    subgraph."""
+    return _reachable(compiled_graph(graph_name), start.split(PATH_SEPARATOR))
+
+
+def _reachable(graph: CompiledStateGraph, path: list[str]) -> list[str]:
+    start, inner_path = path[0], path[1:]
+    stages = _reachable_nodes(graph.get_graph(), start)
+    if not inner_path:
+        return stages
+    spec = graph.builder.nodes.get(start)
+    subgraph = spec.runnable if spec else None
+    inner = (
+        _reachable(subgraph, inner_path)
+        if isinstance(subgraph, CompiledStateGraph)
+        # A subgraph called from inside a node: its shape is not known before it runs.
+        else [PATH_SEPARATOR.join(inner_path)]
+    )
+    nested = [start + PATH_SEPARATOR + stage for stage in inner]
+    return [start, *nested, *stages[1:]]
+
+
+def _reachable_nodes(drawable, start: str) -> list[str]:
     following: dict[str, set[str]] = {}
     for edge in drawable.edges:
         following.setdefault(edge.source, set()).add(edge.target)

@@ -248,12 +248,27 @@ class StageExecution(models.Model):
     run = models.ForeignKey(
         PipelineRun, on_delete=models.CASCADE, related_name="stages", db_index=False
     )
-    stage_name = models.CharField(max_length=100)
+    stage_name = models.CharField(
+        max_length=255, help_text='Inside a subgraph, its path: "review > check".'
+    )
     stage_order = models.PositiveIntegerField()
+    namespace = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="LangGraph checkpoint namespace of a stage inside a subgraph "
+        '("review:<task id>"); empty for top-level stages.',
+    )
     status = models.CharField(max_length=20, choices=StageStatus.choices)
     task_id = models.CharField(max_length=64, blank=True, help_text="LangGraph task id.")
     attempt = models.PositiveSmallIntegerField(
         default=1, help_text="2 or more: the task ran again after an interruption (resume)."
+    )
+    tries = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="How many times the node ran: more than 1 when its RetryPolicy retried it.",
+    )
+    retry_errors = models.JSONField(
+        default=list, blank=True, help_text="The errors of the tries before the last one."
     )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -304,6 +319,16 @@ class StageExecution(models.Model):
     def is_done(self) -> bool:
         """It ran to its end, here or in the run it was reused from."""
         return self.status in DONE_STAGE_STATUSES
+
+    @property
+    def depth(self) -> int:
+        """0 for a top-level stage, 1 inside a subgraph, 2 inside a subgraph of that, ..."""
+        return self.namespace.count("|") + 1 if self.namespace else 0
+
+    @property
+    def parent_task_id(self) -> str:
+        """The task of the subgraph stage this stage ran inside (empty at the top level)."""
+        return self.namespace.rpartition(":")[2] if self.namespace else ""
 
     @property
     def original_id(self) -> int:

@@ -1,5 +1,6 @@
 """Executes one run: streams its graph and records every stage and checkpoint as it happens."""
 
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -10,6 +11,7 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import ClassVar
@@ -24,11 +26,13 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from psycopg_pool import PoolTimeout
 
-from pipeline import progress, services, stagelogs
+from pipeline import aio, progress, services, stagelogs
+from pipeline.callbacks import StageCallbacks, describe_error
+from pipeline.checkpointer import get_checkpointer
 from pipeline.exceptions import LeaseLost, RunCancelled
-from pipeline.graphs import compiled_graph, context_for
+from pipeline.graphs import PATH_SEPARATOR, compiled_graph, context_for, is_async
 from pipeline.models import PipelineRun, ResumeMode, RunStatus, StageExecution, StageStatus
-from pipeline.snapshots import capped, to_json
+from pipeline.snapshots import capped
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +44,7 @@ def worker_id() -> str:
     return f"{settings.GAMED_WORKER_NAME or socket.gethostname()}:{os.getpid()}"
 
 
-def describe_error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def run_config(run: PipelineRun) -> dict:
+def run_config(run: PipelineRun, callbacks: StageCallbacks | None = None) -> dict:
     return {
         "configurable": {
             "thread_id": run.thread_id,
@@ -52,6 +52,7 @@ def run_config(run: PipelineRun) -> dict:
             "gamed_root_run_id": str(run.root_run_id or run.pk),
         },
         "recursion_limit": settings.GAMED_RECURSION_LIMIT,
+        "callbacks": [callbacks] if callbacks else [],
     }
 
 
@@ -136,6 +137,13 @@ class RunControl:
     worker: str
     cancel: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)
+    # Stops an async run's stage at once (cancels its task on the event loop).
+    stop_now: Callable[[], object] | None = None
+
+    def stop(self, reason: threading.Event) -> None:
+        reason.set()
+        if self.stop_now is not None:
+            self.stop_now()
 
     def check(self) -> None:
         """Called at stage boundaries and by `progress.tick()` inside long stages."""
@@ -300,9 +308,9 @@ class RowWriter:
                 for pk, status, worker, cancel_requested in rows:
                     control = controls[pk]
                     if status != RunStatus.RUNNING or worker != control.worker:
-                        control.lost.set()
+                        control.stop(control.lost)
                     elif cancel_requested:
-                        control.cancel.set()
+                        control.stop(control.cancel)
             if now - self._beat >= settings.GAMED_HEARTBEAT_SECONDS:
                 self._beat = now
                 renew_leases(list(controls), worker_id())
@@ -316,61 +324,92 @@ class StageRecorder:
     """Turns LangGraph's `tasks` and `checkpoints` stream events into StageExecution rows.
 
     A stage starts from the checkpoint whose `next` contains it; the checkpoint written after
-    it is the next `checkpoints` event (durability="sync" writes it before the next step), so
-    a successful stage is completed once that id is known. Rows are addressed by
-    (run, stage_order), which the recorder assigns, so no write waits for another.
+    it is the next `checkpoints` event of its namespace (durability="sync" writes it before the
+    next step), so a successful stage is completed once that id is known. Stages inside a
+    subgraph arrive with the subgraph's namespace ("sub:<task id>") and are recorded under their
+    path ("sub > inner"). Rows are addressed by (run, stage_order), which the recorder assigns,
+    so no write waits for another.
     """
 
     run: PipelineRun
     next_order: int = 1
     writer: RowWriter = field(default_factory=RowWriter.for_process)
     logs: stagelogs.StageLogCapture = field(default_factory=stagelogs.capture)
+    callbacks: StageCallbacks = field(default_factory=StageCallbacks)
     started_from: dict[str, str] = field(default_factory=dict)
     running: dict[str, tuple[int, float]] = field(default_factory=dict)
     values: dict = field(default_factory=dict)
-    current_checkpoint: str = ""
+    current_checkpoint: dict[str, str] = field(default_factory=dict)
     earlier_attempts: Counter = field(default_factory=Counter)
-    awaiting_checkpoint: list[tuple[int, dict]] = field(default_factory=list)
+    awaiting_checkpoint: dict[str, list[tuple[int, dict]]] = field(default_factory=dict)
+    restored: set[str] = field(default_factory=set)
 
-    def on_checkpoint(self, data: dict) -> None:
+    def on_event(self, event: dict, control: "RunControl") -> None:
+        self.writer.raise_error(self.run.pk)
+        namespace = "|".join(event["ns"])
+        data = event["data"]
+        if event["type"] == "checkpoints":
+            self.on_checkpoint(namespace, data)
+            if data["next"]:
+                # A stage boundary: the checkpoint is saved, the next stage not started.
+                control.check()
+        elif "result" in data or "error" in data:
+            self.on_task_result(namespace, data)
+        else:
+            self.on_task_start(namespace, data)
+
+    def on_checkpoint(self, namespace: str, data: dict) -> None:
         checkpoint_id = data["config"]["configurable"]["checkpoint_id"]
-        self.values = data["values"]
-        self.current_checkpoint = checkpoint_id
-        self._complete_awaiting(checkpoint_id)
+        if not namespace:
+            self.values = data["values"]
+        self.current_checkpoint[namespace] = checkpoint_id
+        self._complete_awaiting(namespace, checkpoint_id)
         for task in data.get("tasks", ()):
             self.started_from[task["id"]] = checkpoint_id
+            if "result" in task:
+                # A task that had finished before a resume or a retry's fork: LangGraph hands
+                # its writes back and announces it, but does not run it again.
+                self.restored.add(task["id"])
 
-    def on_task_start(self, data: dict) -> None:
+    def on_task_start(self, namespace: str, data: dict) -> None:
+        task_id = data["id"]
+        if task_id in self.restored:
+            self.restored.discard(task_id)
+            return
         self.writer.insert(
             self.run.pk,
             self.next_order,
             {
-                "stage_name": data["name"],
+                "stage_name": stage_path(namespace, data["name"]),
+                "namespace": namespace,
                 "status": StageStatus.RUNNING,
-                "task_id": data["id"],
-                "attempt": self.earlier_attempts[data["id"]] + 1,
+                "task_id": task_id,
+                "attempt": self.earlier_attempts[task_id] + 1,
                 "started_at": timezone.now(),
-                "parent_checkpoint_id": self.started_from.pop(data["id"], self.current_checkpoint),
+                "parent_checkpoint_id": self.started_from.pop(
+                    task_id, self.current_checkpoint.get(namespace, "")
+                ),
                 "input_snapshot": capped(data.get("input")),
             },
         )
-        self.logs.start_stage(str(self.run.pk), data["id"])
-        self.running[data["id"]] = (self.next_order, time.monotonic())
+        self.logs.start_stage(str(self.run.pk), task_id)
+        self.running[task_id] = (self.next_order, time.monotonic())
         self.next_order += 1
 
-    def on_task_result(self, data: dict) -> None:
+    def on_task_result(self, namespace: str, data: dict) -> None:
         if data["id"] not in self.running:
             return
         order, started = self.running.pop(data["id"])
+        error = data.get("error")
         fields = {
             "finished_at": timezone.now(),
             "duration_ms": int((time.monotonic() - started) * 1000),
             **self._logs(data["id"]),
+            **self.callbacks.tries(data["id"], failed=error is not None),
         }
-        error = data.get("error")
         if error is None:
             fields.update(status=StageStatus.SUCCEEDED, output_snapshot=capped(data.get("result")))
-            self.awaiting_checkpoint.append((order, fields))
+            self.awaiting_checkpoint.setdefault(namespace, []).append((order, fields))
             return
         self.writer.update(
             self.run.pk,
@@ -388,11 +427,12 @@ class StageRecorder:
         records = self.logs.collect(str(self.run.pk), task_id)
         return {"logs": records} if records else {}
 
-    def _complete_awaiting(self, checkpoint_id: str = "", *, check: bool = True) -> None:
-        for order, fields in self.awaiting_checkpoint:
+    def _complete_awaiting(
+        self, namespace: str, checkpoint_id: str = "", *, check: bool = True
+    ) -> None:
+        for order, fields in self.awaiting_checkpoint.pop(namespace, ()):
             fields["checkpoint_id"] = checkpoint_id
             self.writer.update(self.run.pk, order, fields, check=check)
-        self.awaiting_checkpoint.clear()
 
     def close(
         self,
@@ -404,7 +444,8 @@ class StageRecorder:
         """Write everything still queued, stages still running ending with the run's reason,
         and the run's end. All is queued before a write that failed earlier is re-raised, so
         the end is never skipped."""
-        self._complete_awaiting(check=False)
+        for namespace in list(self.awaiting_checkpoint):
+            self._complete_awaiting(namespace, check=False)
         now = timezone.now()
         for task_id, (order, started) in self.running.items():
             self.writer.update(
@@ -424,6 +465,52 @@ class StageRecorder:
         self.writer.flush(self.run.pk, end)
 
 
+def stage_path(namespace: str, name: str) -> str:
+    """ "sub:<task id>|inner:<task id>" and "leaf" -> "sub > inner > leaf"."""
+    if not namespace:
+        return name
+    outer = [segment.rpartition(":")[0] for segment in namespace.split("|")]
+    return PATH_SEPARATOR.join([*outer, name])
+
+
+def stream_graph(run: PipelineRun, recorder: StageRecorder, control: "RunControl", start) -> None:
+    """Stream the run's graph to its end, recording as it goes. Graphs with async nodes run on
+    the process's event loop with the async saver; a cancel stops their stage at once."""
+    asynchronous = is_async(run.graph)
+    graph = compiled_graph(run.graph, asynchronous=asynchronous)
+    config = run_config(run, recorder.callbacks)
+    options = {
+        "context": context_for(run.graph, run.context),
+        "stream_mode": ["checkpoints", "tasks"],
+        "version": "v2",
+        "durability": "sync",
+        "subgraphs": True,
+    }
+    if not asynchronous:
+        for event in graph.stream(start, config, **options):
+            recorder.on_event(event, control)
+        return
+
+    async def consume() -> None:
+        progress.install(control.check, str(run.pk))
+        async with contextlib.aclosing(graph.astream(start, config, **options)) as events:
+            async for event in events:
+                recorder.on_event(event, control)
+
+    future = aio.submit(consume())
+    control.stop_now = future.cancel
+    try:
+        future.result()
+    except concurrent.futures.CancelledError:
+        control.check()
+        raise
+    except BaseException:
+        future.cancel()
+        raise
+    finally:
+        control.stop_now = None
+
+
 def execute_run(run_id: str) -> str:
     """Run `run_id` to its end. Returns the run's final status (or why nothing ran)."""
     worker = worker_id()
@@ -436,45 +523,24 @@ def execute_run(run_id: str) -> str:
         logger.info("run %s not claimed by %s (status: %s)", run_id, worker, status)
         return f"not claimed ({status or 'missing'})"
 
-    graph = compiled_graph(run.graph)
-    config = run_config(run)
     recorder = StageRecorder(run=run)
     # A thread with a checkpoint continues from it (a retry's fork, a resume); only a thread
     # with none starts from the run's input. A run's first claim knows without asking.
     latest = None
     if run.attempts > 1 or run.resume_mode not in FROM_INPUT:
-        latest = graph.checkpointer.get_tuple(config)
+        latest = get_checkpointer().get_tuple(run_config(run))
         rows = list(run.stages.values_list("stage_order", "task_id"))
         recorder.next_order = max((order for order, _ in rows), default=0) + 1
         recorder.earlier_attempts = Counter(task_id for _, task_id in rows if task_id)
     if latest is not None:
-        recorder.current_checkpoint = latest.config["configurable"]["checkpoint_id"]
+        recorder.current_checkpoint[""] = latest.config["configurable"]["checkpoint_id"]
     control = RunControl(run.pk, worker)
     recorder.writer.watch(control)
     token = progress.install(control.check, str(run.pk))
     try:
-        for event in graph.stream(
-            run.input if latest is None else None,
-            config,
-            context=context_for(run.graph, run.context),
-            stream_mode=["checkpoints", "tasks"],
-            version="v2",
-            durability="sync",
-        ):
-            recorder.writer.raise_error(run.pk)
-            if event["ns"]:
-                continue
-            data = event["data"]
-            if event["type"] == "checkpoints":
-                recorder.on_checkpoint(data)
-                if data["next"]:
-                    # A stage boundary: the checkpoint is saved, the next stage not started.
-                    control.check()
-            elif "result" in data or "error" in data:
-                recorder.on_task_result(data)
-            else:
-                recorder.on_task_start(data)
-        recorder.close(RunEnd(worker, RunStatus.SUCCEEDED, {"output": to_json(recorder.values)}))
+        stream_graph(run, recorder, control, run.input if latest is None else None)
+        output = capped(recorder.values, settings.GAMED_OUTPUT_MAX_BYTES)
+        recorder.close(RunEnd(worker, RunStatus.SUCCEEDED, {"output": output}))
     except RunCancelled:
         message = "Cancelled by an operator."
         end = RunEnd(worker, RunStatus.CANCELLED, {"error_message": message})

@@ -28,8 +28,10 @@ from pipeline.exceptions import (
 from pipeline.forking import delete_thread, fork_checkpoint, reachable_stages, read_checkpoint
 from pipeline.graphs import (
     stage_names,
+    stage_paths,
     state_graph,
     subject_of,
+    top_stage,
     validate_context,
     validate_input,
 )
@@ -140,6 +142,16 @@ def start_run(
 
 
 @dataclass
+class ForkLevel:
+    """A checkpoint a retry copies into its thread: the graph's, or a subgraph's (by its
+    namespace) when the retry starts inside a subgraph."""
+
+    row: StageExecution
+    source: CheckpointTuple
+    thread_id: str
+
+
+@dataclass
 class RetryPlan:
     """What a retry would do, computed without writing anything (the preview)."""
 
@@ -147,8 +159,7 @@ class RetryPlan:
     requested: StageExecution | None
     resume_mode: ResumeMode
     target: StageExecution | None = None
-    source: CheckpointTuple | None = None
-    source_thread_id: str = ""
+    levels: list[ForkLevel] = field(default_factory=list)
     reused: list[StageExecution] = field(default_factory=list)
     will_run: list[str] = field(default_factory=list)
     input: dict = field(default_factory=dict)
@@ -158,6 +169,11 @@ class RetryPlan:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def source(self) -> CheckpointTuple | None:
+        """The graph's checkpoint the retry starts from (None: it starts from the input)."""
+        return self.levels[0].source if self.levels else None
+
+    @property
     def stage_name(self) -> str:
         if self.requested:
             return self.requested.stage_name
@@ -165,7 +181,7 @@ class RetryPlan:
 
     @property
     def checkpoint_id(self) -> str:
-        return self.source.config["configurable"]["checkpoint_id"] if self.source else ""
+        return self.levels[-1].source.config["configurable"]["checkpoint_id"] if self.levels else ""
 
     @property
     def depth(self) -> int:
@@ -214,19 +230,93 @@ def _resolve_stage(
     if matching:
         return matching[-1]
     ran = ", ".join(dict.fromkeys(row.stage_name for row in rows)) or "none"
-    if from_stage in stage_names(run.graph):
+    if from_stage in stage_paths(run.graph):
         raise StageNotFound(
             f"Stage {from_stage!r} did not run in run {run.pk}; retry from a stage that ran: {ran}."
         )
     raise StageNotFound(
         f"Run {run.pk} has no stage {from_stage!r}. Stages of {run.graph!r}: "
-        f"{', '.join(stage_names(run.graph))}."
+        f"{', '.join(stage_paths(run.graph))}."
     )
 
 
 def _source_thread(run: PipelineRun, row: StageExecution) -> str:
     # A reused row's checkpoints live on the thread of the run that really executed it.
     return row.reused_from.run.thread_id if row.reused_from_id else run.thread_id
+
+
+def _ancestors(rows: list[StageExecution], row: StageExecution) -> list[StageExecution]:
+    """The subgraph stages `row` ran inside, outermost first."""
+    found = []
+    for segment in row.namespace.split("|") if row.namespace else ():
+        task_id = segment.rpartition(":")[2]
+        candidates = [r for r in rows if r.task_id == task_id]
+        # The execution that ran `row`: the latest before it (a reused row keeps its parent
+        # run's order, so the subgraph stage that ran again here can come after it).
+        before = [r for r in candidates if r.stage_order < row.stage_order]
+        found.append(max(before or candidates, key=lambda r: r.stage_order))
+    return found
+
+
+def _where_it_stopped(rows: list[StageExecution], row: StageExecution) -> StageExecution:
+    """Inside a subgraph stage that did not finish, the inner stage where it stopped: a retry
+    continues the subgraph from there instead of running its finished stages again."""
+    while not row.is_done:
+        inner = [
+            r
+            for r in rows
+            if r.stage_order > row.stage_order
+            and r.depth == row.depth + 1
+            and r.parent_task_id == row.task_id
+        ]
+        unfinished = next((r for r in inner if not r.is_done), None)
+        if unfinished is None:
+            break
+        row = unfinished
+    return row
+
+
+def _siblings(rows: list[StageExecution], row: StageExecution) -> list[StageExecution]:
+    """Stages that started from the same checkpoint as `row` (parallel branches, `Send`)."""
+    return [
+        r
+        for r in rows
+        if r is not row
+        and r.namespace == row.namespace
+        and r.parent_checkpoint_id
+        and r.parent_checkpoint_id == row.parent_checkpoint_id
+    ]
+
+
+def _fork_levels(
+    run: PipelineRun, rows: list[StageExecution], target: StageExecution
+) -> list[ForkLevel]:
+    """The checkpoints before `target` and before each subgraph stage around it, or [] when
+    one of them is missing or unreadable."""
+    levels = []
+    for row in [*_ancestors(rows, target), target]:
+        thread_id = _source_thread(run, row)
+        source = read_checkpoint(thread_id, row.parent_checkpoint_id, row.namespace)
+        if source is None:
+            return []
+        levels.append(ForkLevel(row, source, thread_id))
+    return levels
+
+
+def _reused(rows: list[StageExecution], target: StageExecution) -> list[StageExecution]:
+    """Rows a retry from `target` copies: stages that finished before it, and siblings that
+    finished beside it (their writes are carried over), but not the subgraph stages around it,
+    which run again."""
+    around = {row.pk for row in _ancestors(rows, target)}
+    beside = {row.pk for row in _siblings(rows, target)}
+    return [
+        row
+        for row in rows
+        if row is not target
+        and row.pk not in around
+        and row.is_done
+        and (row.stage_order < target.stage_order or row.pk in beside)
+    ]
 
 
 def _check_retryable(run: PipelineRun) -> None:
@@ -263,7 +353,7 @@ def plan_retry(
     rows = list(run.stages.select_related("reused_from__run").order_by("stage_order"))
     requested = _resolve_stage(run, rows, from_stage, stage_execution_id)
     index = rows.index(requested)
-    gone = [row.stage_name for row in rows[index:] if row.stage_name not in current]
+    gone = [row.stage_name for row in rows[index:] if top_stage(row.stage_name) not in current]
     if gone:
         raise RetryNotAllowed(
             f"Graph {run.graph!r} changed since run {run.pk}: stage {gone[0]!r} no longer exists, "
@@ -281,20 +371,27 @@ def plan_retry(
         )
 
     plan = RetryPlan(run=run, requested=requested, resume_mode=ResumeMode.FULL_RERUN)
-    for row in reversed(rows[: index + 1]):
-        if row is rows[0]:
+    target = _where_it_stopped(rows, requested)
+    if target is not requested:
+        plan.notes.append(
+            f"{requested.stage_name} stopped at {target.stage_name}: the retry continues the "
+            "subgraph from there."
+        )
+    # The target first, then earlier top-level stages should its checkpoints be gone.
+    earlier = [row for row in reversed(rows[: rows.index(target)]) if not row.namespace]
+    for row in [target, *earlier]:
+        if row is rows[0] and not _siblings(rows, row):
             if row is requested:
                 plan.notes.append(
                     f"{row.stage_name} is the first stage: a fresh run from the input."
                 )
             break
-        thread_id = _source_thread(run, row)
-        source = read_checkpoint(thread_id, row.parent_checkpoint_id)
-        if source is not None:
+        plan.levels = _fork_levels(run, rows, row)
+        if plan.levels:
             plan.resume_mode = (
-                ResumeMode.CHECKPOINT if row is requested else ResumeMode.EARLIER_CHECKPOINT
+                ResumeMode.CHECKPOINT if row is target else ResumeMode.EARLIER_CHECKPOINT
             )
-            plan.target, plan.source, plan.source_thread_id = row, source, thread_id
+            plan.target = row
             break
         plan.notes.append(
             f"The checkpoint before {row.stage_name} (#{row.stage_order}) is missing or "
@@ -308,7 +405,12 @@ def plan_retry(
     plan.state_patch = patch
     plan.context = run.context if context is None else validate_context(run.graph, context)
     if plan.source is not None:
-        plan.reused = rows[: rows.index(plan.target)]
+        if patch and plan.target.namespace:
+            raise InvalidInput(
+                "state_patch sets the graph's state, which a subgraph does not read again once "
+                f"it runs: retry from {top_stage(plan.target.stage_name)!r} to patch it."
+            )
+        plan.reused = _reused(rows, plan.target)
         plan.will_run = reachable_stages(run.graph, plan.target.stage_name)
         plan.input = run.input
         before = plan.source.checkpoint["channel_values"]
@@ -369,11 +471,15 @@ def _create_child(plan: RetryPlan, action: AuditAction, actor: Actor, reason: st
     if active := _active_retry(run, plan.stage_name):
         raise _refuse_active(run, active)
     new_id = uuid.uuid4()
-    if plan.source is not None:
-        # Outside the transaction: on SQLite the checkpointer writes the same file, and must
-        # not wait on a write lock this transaction holds.
+    # Outside the transaction: on SQLite the checkpointer writes the same file, and must not
+    # wait on a write lock this transaction holds.
+    for level in plan.levels:
         fork_checkpoint(
-            plan.source, str(new_id), patch=plan.state_patch, rerun_task_id=plan.target.task_id
+            level.source,
+            str(new_id),
+            namespace=level.row.namespace,
+            patch=plan.state_patch if level is plan.levels[0] else None,
+            rerun_task_id=level.row.task_id,
         )
     try:
         with transaction.atomic():
@@ -399,6 +505,7 @@ def _create_child(plan: RetryPlan, action: AuditAction, actor: Actor, reason: st
                     run=retry,
                     stage_name=row.stage_name,
                     stage_order=row.stage_order,
+                    namespace=row.namespace,
                     status=StageStatus.REUSED,
                     task_id=row.task_id,
                     duration_ms=0,

@@ -1,7 +1,11 @@
 """Turning graph state into JSON that fits in a row."""
 
 import dataclasses
+import datetime
+import enum
 import json
+import uuid
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -10,6 +14,14 @@ from django.conf import settings
 def _default(obj: Any) -> Any:
     if hasattr(obj, "model_dump"):
         return obj.model_dump(mode="json")
+    if isinstance(obj, datetime.date | datetime.time):
+        return obj.isoformat()
+    if isinstance(obj, datetime.timedelta):
+        return obj.total_seconds()
+    if isinstance(obj, uuid.UUID | Decimal):
+        return str(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     if isinstance(obj, set | frozenset | tuple):

@@ -14,13 +14,20 @@ from django_q.conf import Conf
 from pipeline.checkpointer import close_checkpointers
 from pipeline.models import PipelineRun, RunStatus
 from pipeline.runner import RowWriter
-from tests import services
+from tests import ledger, services
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRA_GRAPHS = {
     "test_chain": "tests.graphs:build_chain",
     "fanout": "tests.graphs:build_fanout",
     "chatty": "tests.graphs:build_chatty",
+    "docs_async": "tests.docs_graphs:build_async",
+    "docs_subgraph": "tests.docs_graphs:build_subgraph",
+    "docs_send": "tests.docs_graphs:build_send",
+    "docs_flaky": "tests.docs_graphs:build_flaky",
+    "docs_context": "tests.docs_graphs:build_context",
+    "docs_chat": "tests.docs_graphs:build_chat",
+    "docs_big": "tests.docs_graphs:build_big",
 }
 TEST_GRAPHS = json.dumps(EXTRA_GRAPHS)
 settings.GAMED_GRAPHS = {**settings.GAMED_GRAPHS, **EXTRA_GRAPHS}
@@ -76,6 +83,31 @@ def _close_checkpointers(django_db_setup, django_db_blocker):
     yield
     close_checkpointers()
     RowWriter.for_process().close_connection()
+
+
+class Ledger:
+    """The test graphs' own record of what ran (`tests.ledger`), and the switch that breaks a
+    node until it is fixed; worker processes started afterwards share both files."""
+
+    def __init__(self, tmp_path: Path, monkeypatch):
+        self.path = tmp_path / "ledger.txt"
+        self.fail_file = tmp_path / "broken.txt"
+        monkeypatch.setenv(ledger.LEDGER_ENV, str(self.path))
+        monkeypatch.setenv(ledger.FAIL_ENV, str(self.fail_file))
+
+    def break_(self, *nodes: str) -> None:
+        self.fail_file.write_text("\n".join(nodes))
+
+    def fix(self) -> None:
+        self.fail_file.unlink(missing_ok=True)
+
+    def executions(self, *runs: PipelineRun):
+        return ledger.executions(self.path, *(run.thread_id for run in runs))
+
+
+@pytest.fixture
+def node_ledger(tmp_path, monkeypatch) -> Ledger:
+    return Ledger(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -191,7 +191,7 @@ def test_bad_json_patch_shows_an_error_and_creates_nothing(operator_client, fail
         retry_url(failed_run), retry_form(failed_run, "_confirm", state_patch="{route: x")
     )
     assert page.status_code == 200
-    assert "The state patch is not valid JSON" in page.text
+    assert "Not valid JSON" in page.text
     assert PipelineRun.objects.count() == 1
 
 

@@ -55,10 +55,13 @@ def test_start_run_command_fails_with_one_line_and_creates_no_run(args, message)
     assert not PipelineRun.objects.exists()
 
 
-def test_typeddict_input_schema_is_validated(settings):
+def test_typeddict_input_is_typed_and_may_be_partial_as_langgraph_takes_it(settings):
     from pipeline.graphs import validate_input
 
     settings.GAMED_GRAPHS = {**settings.GAMED_GRAPHS, "typed": "tests.graphs:build_typed"}
     assert validate_input("typed", {"question": "q", "count": "3"}) == {"question": "q", "count": 3}
-    with pytest.raises(InvalidInput, match="count: Field required"):
-        validate_input("typed", {"question": "q"})
+    assert validate_input("typed", {"question": "q"}) == {"question": "q"}
+    with pytest.raises(InvalidInput, match="count: Input should be a valid integer"):
+        validate_input("typed", {"question": "q", "count": "many"})
+    with pytest.raises(InvalidInput, match="unknown field"):
+        validate_input("typed", {"question": "q", "cuont": 3})

@@ -43,6 +43,7 @@ def retry(
         "from_stage": payload.from_stage,
         "stage_execution_id": payload.stage_execution_id,
         "state_patch": payload.state_patch,
+        "context": payload.context,
     }
     if payload.dry_run:
         return Status(200, services.plan_retry(run=run, **target).to_dict())

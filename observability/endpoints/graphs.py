@@ -1,4 +1,4 @@
-"""Registered graphs: their stages, input schema and shape."""
+"""Registered graphs: their stages, input and context schemas, and shape."""
 
 from django.http import HttpRequest
 from ninja import Router
@@ -6,37 +6,46 @@ from ninja import Router
 from observability.auth import ApiError
 from observability.errors import errors
 from observability.schemas import GraphOut
-from pipeline.exceptions import UnknownGraph
+from pipeline.exceptions import GraphUnavailable, UnknownGraph
 from pipeline.graphs import (
-    builder_for,
     compiled_graph,
+    context_json_schema,
     input_json_schema,
+    is_async,
     registered_graphs,
-    stage_names,
+    stage_paths,
+    subject_field,
 )
 
 router = Router(tags=["graphs"])
 
 
 def describe(name: str) -> dict:
-    drawable = compiled_graph(name).get_graph()
-    return {
-        "name": name,
-        "stages": stage_names(name),
-        "subject_field": getattr(builder_for(name), "subject_field", "question"),
-        "input_schema": input_json_schema(name),
-        "nodes": list(drawable.nodes),
-        "edges": [
-            {"source": e.source, "target": e.target, "conditional": e.conditional}
-            for e in drawable.edges
-        ],
-        "mermaid": drawable.draw_mermaid(),
-    }
+    """The graph's description; a graph that cannot be built says why instead."""
+    try:
+        drawable = compiled_graph(name).get_graph()
+        return {
+            "name": name,
+            "stages": stage_paths(name),
+            "subject_field": subject_field(name),
+            "input_schema": input_json_schema(name),
+            "context_schema": context_json_schema(name),
+            "asynchronous": is_async(name),
+            "nodes": list(drawable.nodes),
+            "edges": [
+                {"source": e.source, "target": e.target, "conditional": e.conditional}
+                for e in drawable.edges
+            ],
+            "mermaid": drawable.draw_mermaid(),
+        }
+    except GraphUnavailable as exc:
+        return {"name": name, "error": exc.message}
 
 
 @router.get("/graphs", response={200: list[GraphOut], **errors()})
 def list_graphs(request: HttpRequest):
-    """Every registered graph with its stages, input schema and edges."""
+    """Every registered graph with its stages, input schema and edges (or why it cannot be
+    built)."""
     return [describe(name) for name in registered_graphs()]
 
 

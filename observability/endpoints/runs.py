@@ -56,7 +56,11 @@ def create_run(
 
     def start() -> tuple[int, dict]:
         run = services.start_run(
-            graph=payload.graph, input=payload.input, actor=who.actor, reason=payload.reason
+            graph=payload.graph,
+            input=payload.input,
+            context=payload.context,
+            actor=who.actor,
+            reason=payload.reason,
         )
         return 201, run_detail_json(run.pk)
 

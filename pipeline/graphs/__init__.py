@@ -1,24 +1,27 @@
 """Graph registry: `settings.GAMED_GRAPHS` maps a name to "module:builder".
 
-A builder returns an uncompiled `StateGraph`; the engine compiles it with the process's
-checkpointer. A builder may set `builder.subject_field` to the input key that says what a run is
-about (default "question").
+A builder returns a `StateGraph` (or a compiled one, whose `StateGraph` is used); the engine
+compiles it with the process's checkpointer. `subject_field`, set on the builder function or on
+the `StateGraph`, names the input key that says what a run is about (default "question").
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from importlib import import_module
-from typing import Any, get_type_hints, is_typeddict
+from typing import Any
 
-import typing_extensions
 from django.conf import settings
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from pipeline.checkpointer import get_checkpointer
-from pipeline.exceptions import InvalidInput, UnknownGraph
+from pipeline.checkpointer import get_async_checkpointer, get_checkpointer
+from pipeline.exceptions import GraphUnavailable, InvalidContext, UnknownGraph
+from pipeline.graphs.schemas import adapter, input_spec
+
+# Inner stages are named by their path from the top-level stage: "review > check".
+PATH_SEPARATOR = " > "
 
 _compiled: dict[tuple[int, int, str], CompiledStateGraph] = {}
 
@@ -28,32 +31,89 @@ def registered_graphs() -> list[str]:
 
 
 @cache
-def _load_builder(target: str) -> Callable[[], StateGraph]:
+def _load_builder(target: str) -> Callable[[], Any]:
     module_name, _, attr = target.partition(":")
     return getattr(import_module(module_name), attr)
 
 
-def builder_for(name: str) -> Callable[[], StateGraph]:
+def _target(name: str) -> str:
     try:
-        target = settings.GAMED_GRAPHS[name]
+        return settings.GAMED_GRAPHS[name]
     except KeyError:
         known = ", ".join(registered_graphs()) or "none"
         raise UnknownGraph(f"Unknown graph {name!r}. Registered graphs: {known}.") from None
-    return _load_builder(target)
+
+
+def _unavailable(name: str, exc: Exception) -> GraphUnavailable:
+    return GraphUnavailable(
+        f"Graph {name!r} ({_target(name)}) cannot be built: {type(exc).__name__}: {exc}"
+    )
+
+
+def builder_for(name: str) -> Callable[[], Any]:
+    target = _target(name)
+    try:
+        return _load_builder(target)
+    except Exception as exc:
+        raise _unavailable(name, exc) from exc
 
 
 @cache
 def _state_graph(target: str) -> StateGraph:
-    return _load_builder(target)()
+    graph = _load_builder(target)()
+    if isinstance(graph, CompiledStateGraph):
+        graph = graph.builder
+    if not isinstance(graph, StateGraph):
+        raise TypeError(f"the builder returned {type(graph).__name__}, not a StateGraph")
+    # Compiling checks the graph's shape (edges to unknown nodes, no entry point, ...).
+    graph.compile()
+    return graph
 
 
 def state_graph(name: str) -> StateGraph:
-    builder_for(name)
-    return _state_graph(settings.GAMED_GRAPHS[name])
+    target = _target(name)
+    try:
+        return _state_graph(target)
+    except Exception as exc:
+        raise _unavailable(name, exc) from exc
 
 
-def compiled_graph(name: str) -> CompiledStateGraph:
-    saver = get_checkpointer()
+def graph_problems() -> dict[str, str]:
+    """Registered graphs that cannot be built or compiled, with why."""
+    problems = {}
+    for name in registered_graphs():
+        try:
+            state_graph(name)
+        except GraphUnavailable as exc:
+            problems[name] = exc.message
+    return problems
+
+
+def is_async(name: str) -> bool:
+    """Does the graph have a node (in it or in a subgraph) that only runs on the async API?"""
+    return any(_async_only(node.runnable) for node in _all_nodes(state_graph(name)))
+
+
+def _async_only(runnable: Any) -> bool:
+    return getattr(runnable, "func", None) is None and getattr(runnable, "afunc", None) is not None
+
+
+def _subgraph(runnable: Any) -> StateGraph | None:
+    if isinstance(runnable, CompiledStateGraph):
+        return runnable.builder
+    return None
+
+
+def _all_nodes(graph: StateGraph) -> Iterator[Any]:
+    for spec in graph.nodes.values():
+        yield spec
+        if (inner := _subgraph(spec.runnable)) is not None:
+            yield from _all_nodes(inner)
+
+
+def compiled_graph(name: str, *, asynchronous: bool = False) -> CompiledStateGraph:
+    """The graph compiled with this process's saver (its async variant for async graphs)."""
+    saver = get_async_checkpointer() if asynchronous else get_checkpointer()
     key = (os.getpid(), id(saver), name)
     graph = _compiled.get(key)
     if graph is None:
@@ -62,41 +122,36 @@ def compiled_graph(name: str) -> CompiledStateGraph:
 
 
 def stage_names(name: str) -> list[str]:
-    """The graph's nodes in declaration order."""
+    """The graph's top-level nodes in declaration order."""
     return [node for node in state_graph(name).nodes if not node.startswith("__")]
 
 
-def _format_errors(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "input"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
+def stage_paths(name: str) -> list[str]:
+    """Every stage, with the inner stages of compiled subgraphs after their node: "sub > a"."""
+
+    def walk(graph: StateGraph, prefix: str) -> Iterator[str]:
+        for node, spec in graph.nodes.items():
+            if node.startswith("__"):
+                continue
+            yield prefix + node
+            if (inner := _subgraph(spec.runnable)) is not None:
+                yield from walk(inner, prefix + node + PATH_SEPARATOR)
+
+    return list(walk(state_graph(name), ""))
 
 
-@cache
-def _adapter(schema: type) -> TypeAdapter:
-    if is_typeddict(schema):
-        # pydantic only accepts typing_extensions.TypedDict before Python 3.12; rebuild it.
-        schema = typing_extensions.TypedDict(
-            schema.__name__, get_type_hints(schema, include_extras=True), total=schema.__total__
-        )
-    return TypeAdapter(schema)
+def top_stage(path: str) -> str:
+    return path.split(PATH_SEPARATOR, 1)[0]
 
 
 def validate_input(name: str, data: Any) -> dict:
     """Check `data` against the graph's input schema; return it normalised as JSON."""
-    graph = state_graph(name)
-    if not isinstance(data, dict):
-        raise InvalidInput(f"Input for {name!r} must be a JSON object, got {type(data).__name__}.")
-    schema = graph.input_schema
-    try:
-        if isinstance(schema, type) and issubclass(schema, BaseModel):
-            return schema.model_validate(data).model_dump(mode="json")
-        adapter = _adapter(schema)
-        return adapter.dump_python(adapter.validate_python(data), mode="json")
-    except ValidationError as exc:
-        raise InvalidInput(f"Invalid input for {name!r}: {_format_errors(exc)}") from None
+    return input_spec(name, state_graph(name).input_schema).validate(data)
+
+
+def input_json_schema(name: str) -> dict:
+    """JSON Schema of the graph's input: what `validate_input` accepts."""
+    return input_spec(name, state_graph(name).input_schema).json_schema()
 
 
 def validate_context(name: str, data: Any) -> dict:
@@ -105,18 +160,26 @@ def validate_context(name: str, data: Any) -> dict:
     if not data:
         data = {}
     if not isinstance(data, dict):
-        raise InvalidInput(
+        raise InvalidContext(
             f"Context for {name!r} must be a JSON object, got {type(data).__name__}."
         )
     if schema is None:
         if data:
-            raise InvalidInput(f"Graph {name!r} takes no context (it has no context_schema).")
+            raise InvalidContext(f"Graph {name!r} takes no context (it has no context_schema).")
         return {}
     try:
-        adapter = _adapter(schema)
-        return adapter.dump_python(adapter.validate_python(data), mode="json")
+        checked = adapter(schema)
+        return checked.dump_python(checked.validate_python(data), mode="json")
     except ValidationError as exc:
-        raise InvalidInput(f"Invalid context for {name!r}: {_format_errors(exc)}") from None
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'context'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidContext(f"Invalid context for {name!r}: {problems}") from None
+
+
+def context_json_schema(name: str) -> dict | None:
+    schema = state_graph(name).context_schema
+    return None if schema is None else adapter(schema).json_schema()
 
 
 def context_for(name: str, data: dict) -> Any:
@@ -124,18 +187,20 @@ def context_for(name: str, data: dict) -> Any:
     schema = state_graph(name).context_schema
     if schema is None:
         return None
-    return _adapter(schema).validate_python(data or {})
+    return adapter(schema).validate_python(data or {})
+
+
+def subject_field(name: str) -> str:
+    return (
+        getattr(builder_for(name), "subject_field", None)
+        or getattr(state_graph(name), "subject_field", None)
+        or "question"
+    )
 
 
 def subject_of(name: str, data: dict) -> str:
-    field = getattr(builder_for(name), "subject_field", "question")
-    value = data.get(field, "")
+    value = data.get(subject_field(name), "")
+    if isinstance(value, list) and value:
+        # A conversation is about its first message.
+        value = value[0].get("content", "") if isinstance(value[0], dict) else value[0]
     return str(value)[:255] if value is not None else ""
-
-
-def input_json_schema(name: str) -> dict:
-    """JSON Schema of the graph's input (what `validate_input` accepts)."""
-    schema = state_graph(name).input_schema
-    if isinstance(schema, type) and issubclass(schema, BaseModel):
-        return schema.model_json_schema()
-    return _adapter(schema).json_schema()

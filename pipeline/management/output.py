@@ -1,7 +1,9 @@
 """Terminal output shared by the management commands."""
 
 import getpass
+import json
 import time
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.core.management.color import Style
@@ -11,6 +13,32 @@ from pipeline.lib import format_duration, format_ms
 from pipeline.models import PipelineRun, RunStatus, StageStatus, Surface
 from pipeline.selectors import find_run
 from pipeline.services import Actor
+
+
+def add_json_arguments(parser, name: str, help: str, *, required: bool = False) -> None:
+    """`--<name> JSON` or `--<name>-file PATH`, one of the two."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument(f"--{name}", help=f"{help}, as a JSON object")
+    group.add_argument(f"--{name}-file", type=Path, help=f"a file holding {help} as JSON")
+
+
+def read_json_argument(options: dict, name: str) -> object | None:
+    """The parsed value of `--<name>` or `--<name>-file` (None when neither was given)."""
+    path = options.get(f"{name}_file")
+    if path is not None:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise CommandError(f"cannot read --{name}-file: {exc.strerror}") from None
+        where = str(path)
+    elif options.get(name) is not None:
+        text, where = options[name], f"--{name}"
+    else:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{where} is not valid JSON: {exc}") from None
 
 
 def status_style(style: Style, status: str):

@@ -1,10 +1,13 @@
-import json
-
 from django.core.management.base import BaseCommand, CommandError
 
 from pipeline import services
 from pipeline.exceptions import PipelineError
-from pipeline.management.output import cli_actor, watch_run
+from pipeline.management.output import (
+    add_json_arguments,
+    cli_actor,
+    read_json_argument,
+    watch_run,
+)
 from pipeline.models import RunStatus
 from pipeline.selectors import find_run
 
@@ -23,22 +26,20 @@ class Command(BaseCommand):
             "--stage-execution", type=int, help="a stage execution id (e.g. a loop's 2nd pass)"
         )
         parser.add_argument("--patch", help="JSON object set on the state before the stage runs")
+        add_json_arguments(
+            parser, "context", "a runtime context replacing the run's (default: the run's own)"
+        )
         parser.add_argument("--reason", default="", help="why (recorded with the retry)")
         parser.add_argument("--dry-run", action="store_true", help="show the plan, create nothing")
         parser.add_argument("--wait", action="store_true", help="follow the new run until it ends")
         parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait")
 
     def handle(self, *args, **options):
-        patch = None
-        if options["patch"]:
-            try:
-                patch = json.loads(options["patch"])
-            except json.JSONDecodeError as exc:
-                raise CommandError(f"--patch is not valid JSON: {exc}") from None
         target = {
             "from_stage": options["from_stage"],
             "stage_execution_id": options["stage_execution"],
-            "state_patch": patch,
+            "state_patch": read_json_argument(options, "patch"),
+            "context": read_json_argument(options, "context"),
         }
         try:
             run = find_run(options["run_id"])

@@ -1,11 +1,13 @@
-import json
-from pathlib import Path
-
 from django.core.management.base import BaseCommand, CommandError
 
 from pipeline import services
 from pipeline.exceptions import PipelineError
-from pipeline.management.output import cli_actor, watch_run
+from pipeline.management.output import (
+    add_json_arguments,
+    cli_actor,
+    read_json_argument,
+    watch_run,
+)
 from pipeline.models import RunStatus
 
 
@@ -14,9 +16,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("graph", help="registered graph name, e.g. gamed")
-        source = parser.add_mutually_exclusive_group(required=True)
-        source.add_argument("--input", help="the run's input as a JSON object")
-        source.add_argument("--input-file", type=Path, help="a file holding the JSON input")
+        add_json_arguments(parser, "input", "the run's input", required=True)
+        add_json_arguments(parser, "context", "the runtime context (the graph's context_schema)")
         parser.add_argument("--reason", default="", help="why this run is started (audited)")
         parser.add_argument("--wait", action="store_true", help="follow the run until it ends")
         parser.add_argument(
@@ -24,11 +25,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        data = self._read_input(options)
+        data = read_json_argument(options, "input")
+        context = read_json_argument(options, "context")
         try:
             run = services.start_run(
                 graph=options["graph"],
                 input=data,
+                context=context,
                 actor=cli_actor(),
                 reason=options["reason"],
             )
@@ -41,17 +44,3 @@ class Command(BaseCommand):
         run = watch_run(run, self.stdout, self.style, timeout=options["timeout"])
         if run.status != RunStatus.SUCCEEDED:
             raise SystemExit(1)
-
-    def _read_input(self, options) -> dict:
-        if options["input_file"]:
-            try:
-                text = options["input_file"].read_text()
-            except OSError as exc:
-                raise CommandError(f"cannot read --input-file: {exc.strerror}") from None
-            where = str(options["input_file"])
-        else:
-            text, where = options["input"], "--input"
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"{where} is not valid JSON: {exc}") from None
