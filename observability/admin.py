@@ -45,6 +45,7 @@ from pipeline.selectors import (
     console_runs,
     failed_stage_names,
     get_run,
+    nested,
     run_lineage,
     run_outcomes_by_day,
     run_stages,
@@ -328,7 +329,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     def live_context(self, run: PipelineRun) -> dict:
         """What changes while a run executes: progress, stage rows, timeline, graph colours."""
         now = timezone.now()
-        stages = list(run_stages(run))
+        stages = nested(list(run_stages(run)))
         return {
             "run": run,
             "run_duration": format_duration(run.duration),

@@ -56,10 +56,23 @@ class ErrorOut(Schema):
 
 class StageOut(Schema):
     id: int
-    stage_name: str
+    stage_name: str = Field(description='Inside a subgraph, its path: "review > check".')
     stage_order: int
     status: str
-    attempt: int = 1
+    task_id: str = Field(description="LangGraph's task id.")
+    namespace: str = Field(
+        description="LangGraph checkpoint namespace of a stage inside a subgraph; empty at the "
+        "top level."
+    )
+    depth: int = Field(description="0 at the top level, 1 inside a subgraph, ...")
+    parent_task_id: str = Field(
+        description="The task id of the subgraph stage it ran inside (empty at the top level)."
+    )
+    attempt: int = Field(1, description="2 or more: it ran again after an interruption.")
+    tries: int = Field(1, description="How many times its RetryPolicy ran the node.")
+    retry_errors: list[dict[str, Any]] = Field(
+        [], description="The errors of the tries before the last: {error, at}."
+    )
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: int | None
@@ -75,7 +88,6 @@ class StageOut(Schema):
 
 class StageDetailOut(StageOut):
     run_id: UUID
-    task_id: str
     input_snapshot: Any = Field(description="The stage's input (a marked preview when large).")
     output_snapshot: Any = Field(description="What the stage returned (a preview when large).")
     error_traceback: str

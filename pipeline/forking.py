@@ -9,7 +9,7 @@ follows, nothing before it.
 import logging
 from typing import Any
 
-from langgraph.checkpoint.base import CheckpointTuple
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
 
 from pipeline.checkpointer import get_checkpointer
@@ -29,14 +29,20 @@ def checkpoint_config(
     return {"configurable": configurable}
 
 
+def graph_saver(graph: str) -> BaseCheckpointSaver:
+    """The saver as the graph's compilation set it up: with LANGGRAPH_STRICT_MSGPACK, it knows
+    the types the graph's schemas name, which the bare saver would read back as plain dicts."""
+    return compiled_graph(graph).checkpointer
+
+
 def read_checkpoint(
-    thread_id: str, checkpoint_id: str, namespace: str = ""
+    graph: str, thread_id: str, checkpoint_id: str, namespace: str = ""
 ) -> CheckpointTuple | None:
     """The checkpoint, or None when it was pruned, deleted or cannot be read."""
     if not checkpoint_id:
         return None
     try:
-        return get_checkpointer().get_tuple(checkpoint_config(thread_id, checkpoint_id, namespace))
+        return graph_saver(graph).get_tuple(checkpoint_config(thread_id, checkpoint_id, namespace))
     except Exception:
         logger.warning(
             "checkpoint %s of thread %s is unreadable", checkpoint_id, thread_id, exc_info=True
@@ -45,6 +51,7 @@ def read_checkpoint(
 
 
 def fork_checkpoint(
+    graph: str,
     source: CheckpointTuple,
     new_thread_id: str,
     *,
@@ -60,7 +67,7 @@ def fork_checkpoint(
     subgraph's checkpoint is copied under its `namespace`, which names the subgraph's task: the
     same in the copy, so the resumed subgraph finds it.
     """
-    saver = get_checkpointer()
+    saver = graph_saver(graph)
     checkpoint = dict(source.checkpoint)
     values = dict(checkpoint["channel_values"])
     versions = dict(checkpoint["channel_versions"])

@@ -336,6 +336,17 @@ class StageExecution(models.Model):
         return self.reused_from_id or self.pk
 
 
+def subgraph_execution(
+    rows: list[StageExecution], task_id: str, inner: StageExecution
+) -> StageExecution | None:
+    """Among a run's `rows`, the execution of subgraph task `task_id` that `inner` ran inside:
+    the latest one before it, else the latest (a retry's reused inner rows keep their parent
+    run's order, and the subgraph stage that ran again comes after them)."""
+    same_task = [row for row in rows if row.task_id == task_id and row is not inner]
+    before = [row for row in same_task if row.stage_order < inner.stage_order]
+    return max(before or same_task, key=lambda row: row.stage_order, default=None)
+
+
 class NodeInvocation(models.Model):
     """Ledger written by pipeline nodes themselves each time they really execute.
 

@@ -1,5 +1,6 @@
 """Executes one run: streams its graph and records every stage and checkpoint as it happens."""
 
+import asyncio
 import concurrent.futures
 import contextlib
 import logging
@@ -28,8 +29,8 @@ from psycopg_pool import PoolTimeout
 
 from pipeline import aio, progress, services, stagelogs
 from pipeline.callbacks import StageCallbacks, describe_error
-from pipeline.checkpointer import get_checkpointer
 from pipeline.exceptions import LeaseLost, RunCancelled
+from pipeline.forking import graph_saver
 from pipeline.graphs import PATH_SEPARATOR, compiled_graph, context_for, is_async
 from pipeline.models import PipelineRun, ResumeMode, RunStatus, StageExecution, StageStatus
 from pipeline.snapshots import capped
@@ -407,6 +408,12 @@ class StageRecorder:
             **self._logs(data["id"]),
             **self.callbacks.tries(data["id"], failed=error is not None),
         }
+        if error is None and data.get("interrupts"):
+            self.running[data["id"]] = (order, started)
+            raise NotImplementedError(
+                f"{data['name']} called interrupt(): waiting for an operator's answer is not "
+                "supported yet."
+            )
         if error is None:
             fields.update(status=StageStatus.SUCCEEDED, output_snapshot=capped(data.get("result")))
             self.awaiting_checkpoint.setdefault(namespace, []).append((order, fields))
@@ -528,7 +535,7 @@ def execute_run(run_id: str) -> str:
     # with none starts from the run's input. A run's first claim knows without asking.
     latest = None
     if run.attempts > 1 or run.resume_mode not in FROM_INPUT:
-        latest = get_checkpointer().get_tuple(run_config(run))
+        latest = graph_saver(run.graph).get_tuple(run_config(run))
         rows = list(run.stages.values_list("stage_order", "task_id"))
         recorder.next_order = max((order for order, _ in rows), default=0) + 1
         recorder.earlier_attempts = Counter(task_id for _, task_id in rows if task_id)
@@ -557,7 +564,9 @@ def execute_run(run_id: str) -> str:
         # A database or checkpointer outage is not the pipeline's fault: resumable.
         status = RunStatus.INTERRUPTED if is_outage(exc) else RunStatus.FAILED
         end = RunEnd(worker, status, {"error_message": message, "error_traceback": tb})
-        _close_quietly(recorder, end, stage_status_for(exc), message, tb)
+        # Stages still running were cut short by LangGraph when this error ended the step.
+        cut_short = StageStatus.INTERRUPTED if is_outage(exc) else StageStatus.CANCELLED
+        _close_quietly(recorder, end, cut_short, f"Stopped: {message}")
         logger.warning("run %s %s: %s", run_id, status, message)
         return status
     except BaseException as exc:
@@ -587,7 +596,8 @@ def is_outage(exc: BaseException) -> bool:
 
 
 def stage_status_for(exc: BaseException) -> str:
-    if isinstance(exc, RunCancelled):
+    # LangGraph cancels a failed task's siblings: they stopped, they did not fail.
+    if isinstance(exc, RunCancelled | asyncio.CancelledError | concurrent.futures.CancelledError):
         return StageStatus.CANCELLED
     if isinstance(exc, LeaseLost) or is_outage(exc):
         return StageStatus.INTERRUPTED

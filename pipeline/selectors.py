@@ -29,6 +29,7 @@ from pipeline.models import (
     RunStatus,
     StageExecution,
     StageStatus,
+    subgraph_execution,
 )
 
 
@@ -91,6 +92,24 @@ def failed_stage_names() -> list[str]:
 def run_stages(run: PipelineRun) -> QuerySet[StageExecution]:
     """A run's stage rows in execution order, with the rows reused ones point at."""
     return run.stages.select_related("reused_from").order_by("stage_order")
+
+
+def nested(stages: list[StageExecution]) -> list[StageExecution]:
+    """Stages in execution order, each subgraph stage followed by the stages that ran inside
+    it (a retry's reused inner rows keep their parent run's order, which can be earlier)."""
+    children: dict[int | None, list[StageExecution]] = {}
+    for stage in stages:
+        parent = (
+            subgraph_execution(stages, stage.parent_task_id, stage) if stage.namespace else None
+        )
+        children.setdefault(parent.pk if parent else None, []).append(stage)
+    ordered: list[StageExecution] = []
+    pending = list(reversed(children.get(None, [])))
+    while pending:
+        stage = pending.pop()
+        ordered.append(stage)
+        pending.extend(reversed(children.get(stage.pk, [])))
+    return ordered
 
 
 @dataclass

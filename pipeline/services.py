@@ -45,6 +45,7 @@ from pipeline.models import (
     StageExecution,
     StageStatus,
     Surface,
+    subgraph_execution,
 )
 from pipeline.retention import ThreadUsage, delete_threads, thread_usage
 from pipeline.selectors import latest_failed_stage
@@ -249,12 +250,9 @@ def _ancestors(rows: list[StageExecution], row: StageExecution) -> list[StageExe
     """The subgraph stages `row` ran inside, outermost first."""
     found = []
     for segment in row.namespace.split("|") if row.namespace else ():
-        task_id = segment.rpartition(":")[2]
-        candidates = [r for r in rows if r.task_id == task_id]
-        # The execution that ran `row`: the latest before it (a reused row keeps its parent
-        # run's order, so the subgraph stage that ran again here can come after it).
-        before = [r for r in candidates if r.stage_order < row.stage_order]
-        found.append(max(before or candidates, key=lambda r: r.stage_order))
+        outer = subgraph_execution(rows, segment.rpartition(":")[2], row)
+        if outer is not None:
+            found.append(outer)
     return found
 
 
@@ -296,7 +294,7 @@ def _fork_levels(
     levels = []
     for row in [*_ancestors(rows, target), target]:
         thread_id = _source_thread(run, row)
-        source = read_checkpoint(thread_id, row.parent_checkpoint_id, row.namespace)
+        source = read_checkpoint(run.graph, thread_id, row.parent_checkpoint_id, row.namespace)
         if source is None:
             return []
         levels.append(ForkLevel(row, source, thread_id))
@@ -475,6 +473,7 @@ def _create_child(plan: RetryPlan, action: AuditAction, actor: Actor, reason: st
     # wait on a write lock this transaction holds.
     for level in plan.levels:
         fork_checkpoint(
+            run.graph,
             level.source,
             str(new_id),
             namespace=level.row.namespace,

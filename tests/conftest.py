@@ -28,6 +28,7 @@ EXTRA_GRAPHS = {
     "docs_context": "tests.docs_graphs:build_context",
     "docs_chat": "tests.docs_graphs:build_chat",
     "docs_big": "tests.docs_graphs:build_big",
+    "docs_billing": "tests.docs_graphs:build_billing",
 }
 TEST_GRAPHS = json.dumps(EXTRA_GRAPHS)
 settings.GAMED_GRAPHS = {**settings.GAMED_GRAPHS, **EXTRA_GRAPHS}

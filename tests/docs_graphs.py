@@ -15,6 +15,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy, Send
+from pydantic import BaseModel
 
 from tests.ledger import fail_if_broken, record
 
@@ -228,3 +229,38 @@ def build_big() -> StateGraph:
 
 def build_broken() -> StateGraph:
     raise ImportError("No module named 'vendor_sdk'")
+
+
+# State holding the graph's own pydantic type (LangGraph's serializer must know it).
+class Invoice(BaseModel):
+    customer: str
+    total: float
+
+
+class BillingState(TypedDict, total=False):
+    customer: str
+    invoice: Invoice
+    visited: Annotated[list[str], operator.add]
+
+
+def bill(state: BillingState, config: RunnableConfig) -> dict:
+    record(config, "bill")
+    return {"invoice": Invoice(customer=state.get("customer", "acme"), total=12.5)}
+
+
+def send_invoice(state: BillingState, config: RunnableConfig) -> dict:
+    record(config, "send_invoice")
+    fail_if_broken("send_invoice")
+    invoice = state["invoice"]
+    assert isinstance(invoice, Invoice), f"the invoice came back as {type(invoice).__name__}"
+    return {"visited": [f"sent {invoice.total} to {invoice.customer}"]}
+
+
+def build_billing() -> StateGraph:
+    builder = StateGraph(BillingState)
+    builder.add_node("bill", bill)
+    builder.add_node("send_invoice", send_invoice)
+    builder.add_edge(START, "bill")
+    builder.add_edge("bill", "send_invoice")
+    builder.add_edge("send_invoice", END)
+    return builder

@@ -23,8 +23,7 @@ from observability.schemas import (
     run_detail_payload,
 )
 from pipeline import services
-from pipeline.checkpointer import get_checkpointer
-from pipeline.forking import checkpoint_config
+from pipeline.forking import checkpoint_config, graph_saver
 from pipeline.graphs import compiled_graph
 from pipeline.models import StageExecution
 from pipeline.selectors import api_runs, get_run, get_run_detail
@@ -159,7 +158,7 @@ def checkpoint_state(request: HttpRequest, run_id: UUID, checkpoint_id: str):
     """The graph state at one checkpoint of the run's thread, and the tasks due after it."""
     run = get_run(str(run_id))
     config = checkpoint_config(run.thread_id, checkpoint_id)
-    if "\x00" in checkpoint_id or get_checkpointer().get_tuple(config) is None:
+    if "\x00" in checkpoint_id or graph_saver(run.graph).get_tuple(config) is None:
         raise ApiError(
             404,
             f"Run {run_id} has no checkpoint {checkpoint_id!r} on its thread.",

@@ -201,6 +201,12 @@ def subject_field(name: str) -> str:
 def subject_of(name: str, data: dict) -> str:
     value = data.get(subject_field(name), "")
     if isinstance(value, list) and value:
-        # A conversation is about its first message.
-        value = value[0].get("content", "") if isinstance(value[0], dict) else value[0]
+        # A conversation is about its first message: "text", [role, text] or {content: text}.
+        first = value[0]
+        if isinstance(first, dict):
+            value = first.get("content", "")
+        elif isinstance(first, list | tuple) and len(first) == 2:
+            value = first[1]
+        else:
+            value = first
     return str(value)[:255] if value is not None else ""

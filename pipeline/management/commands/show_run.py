@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from pipeline.exceptions import PipelineError
 from pipeline.lib import format_duration, format_ms
 from pipeline.management.output import table
-from pipeline.selectors import find_run
+from pipeline.selectors import find_run, nested
 
 
 class Command(BaseCommand):
@@ -43,7 +43,7 @@ class Command(BaseCommand):
         width = max(len(name) for name, _ in fields)
         for name, value in fields:
             self.stdout.write(f"{name:<{width}}  {value}")
-        stages = list(run.stages.order_by("stage_order"))
+        stages = nested(list(run.stages.order_by("stage_order")))
         self.stdout.write("")
         if not stages:
             self.stdout.write("No stages recorded yet.")
@@ -51,8 +51,8 @@ class Command(BaseCommand):
             rows = [
                 [
                     s.stage_order,
-                    s.stage_name,
-                    s.status,
+                    "  " * s.depth + s.stage_name,
+                    s.status + (f" ({s.tries} tries)" if s.tries > 1 else ""),
                     format_ms(s.duration_ms),
                     s.parent_checkpoint_id or "-",
                     s.checkpoint_id or "-",
