@@ -180,6 +180,9 @@ GAMED_WORKER_NAME = env_str("GAMED_WORKER_NAME")
 GAMED_STAGE_LOG_LIMIT = env_int("GAMED_STAGE_LOG_LIMIT", 1000, minimum=0)
 GAMED_STAGE_LOG_LEVEL = env_str("GAMED_STAGE_LOG_LEVEL", "INFO").upper()
 GAMED_CHECKPOINT_RETENTION_SECONDS = env_duration("GAMED_CHECKPOINT_RETENTION", "30d")
+# How long a run may wait for an operator's answer (0: for ever); a graph's own
+# `interrupt_timeout` wins.
+GAMED_INTERRUPT_TIMEOUT = env_duration("GAMED_INTERRUPT_TIMEOUT", "0")
 
 # Static, i18n, logging -------------------------------------------------------------------------
 

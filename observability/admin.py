@@ -12,8 +12,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme
 
-from observability.forms import ReasonForm, RetryForm, StartRunForm
+from observability.forms import AnswerForm, ReasonForm, RetryForm, StartRunForm
 from observability.run_page import (
     build_timeline,
     draw_graph,
@@ -36,6 +37,7 @@ from pipeline.models import (
     AuditRecord,
     NodeInvocation,
     PipelineRun,
+    Question,
     RunStatus,
     StageExecution,
     StageStatus,
@@ -279,7 +281,9 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         return [
             view("start", "start/", self.start_view),
             view("stats", "stats/", self.stats_view),
+            view("inbox", "waiting/", self.inbox_view),
             view("retry", "<uuid:run_id>/retry/", self.retry_view),
+            view("answer", "<uuid:run_id>/answer/", self.answer_view),
             view("live", "<uuid:run_id>/live/", self.live_view),
             *(
                 view(name, f"<uuid:run_id>/{name}/", action_view(action))
@@ -334,6 +338,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             "run": run,
             "run_duration": format_duration(run.duration),
             "stages_done": sum(1 for s in stages if s.is_done),
+            "stage_count": sum(1 for s in stages if s.counts_in_progress),
             "stage_rows": [self._stage_row(stage, now) for stage in stages],
             "usage": _usage(run, stages),
             "timeline": build_timeline(run, stages, now),
@@ -352,6 +357,9 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 .select_related("actor", "result_run")
                 .order_by("at")
             ),
+            "questions": list(run.questions.select_related("answered_by")),
+            "can_answer": self.has_run_permission(request, "answer"),
+            "next_url": run.admin_path,
         }
 
     def _stage_row(self, stage: StageExecution, now) -> dict:
@@ -412,7 +420,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 if run.started_at
                 else "not yet",
                 "stages_done": context["stages_done"],
-                "stage_count": len(stages),
+                "stage_count": context["stage_count"],
                 "error_message": run.error_message,
                 "stages": stages,
                 "timeline_html": render_to_string(
@@ -495,6 +503,54 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             applicable=action.applies_to(run),
         )
         return TemplateResponse(request, "admin/pipeline/pipelinerun/run_action.html", context)
+
+    # Questions runs ask (interrupt()) ------------------------------------------------------
+
+    def inbox_view(self, request):
+        """Every open question of every waiting run, oldest first, each with its answer form."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        questions = list(Question.objects.open().select_related("run")[: self.INBOX_LIMIT + 1])
+        context = self._context(
+            request,
+            title="Waiting for input",
+            questions=questions[: self.INBOX_LIMIT],
+            more=len(questions) > self.INBOX_LIMIT,
+            can_answer=self.has_run_permission(request, "answer"),
+            next_url=reverse("admin:pipeline_pipelinerun_inbox"),
+        )
+        return TemplateResponse(request, "admin/pipeline/pipelinerun/inbox.html", context)
+
+    INBOX_LIMIT = 200
+
+    def answer_view(self, request, run_id):
+        if request.method != "POST":
+            return redirect(reverse("admin:pipeline_pipelinerun_change", args=[run_id]))
+        if not (self.has_view_permission(request) and self.has_run_permission(request, "answer")):
+            raise PermissionDenied
+        run = self._run_or_404(run_id)
+        back = request.POST.get("next") or run.admin_path
+        if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+            back = run.admin_path
+        form = AnswerForm(request.POST)
+        if not form.is_valid():
+            problems = " ".join(e for errors in form.errors.values() for e in errors)
+            self.message_user(request, f"Not answered: {problems}", messages.ERROR)
+            return redirect(back)
+        try:
+            run = services.answer_run(
+                run=run,
+                value=form.cleaned_data["value"],
+                interrupt_id=form.cleaned_data["interrupt_id"],
+                actor=_actor(request),
+                reason=form.cleaned_data["reason"],
+            )
+        except PipelineError as error:
+            self.message_user(request, f"Not answered: {error.message}", messages.ERROR)
+            return redirect(back)
+        outcome = "it still waits for other answers" if run.is_waiting else "it continues"
+        self.message_user(request, f"Answered {run}: {outcome}.", messages.SUCCESS)
+        return redirect(back)
 
     # Starting runs, statistics -------------------------------------------------------------
 

@@ -6,8 +6,11 @@ stands in one fixed order:
     0.0   run.started      the run was claimed by a worker
     k.0   stage.started    stage execution k began (stage.reused: copied into a retry)
     k.1   stage.finished   stage k ended: stage.finished, stage.failed, stage.cancelled,
-                           stage.interrupted
-    k.2   run.ended        the run ended (k is its last stage); the stream then closes
+                           stage.interrupted; or stage.waiting (it asked a question with
+                           interrupt()), later stage.answered
+    k.2   run.waiting      the run waits for an operator's answer (k is its last stage), with
+                           its open questions; the stream goes on
+    k.3   run.ended        the run ended (k is its last stage); the stream then closes
 
 An event is sent only once every event before it in that order exists, so the id of the last
 event a client received says exactly what it has seen: reconnecting with `Last-Event-ID`
@@ -38,6 +41,8 @@ STAGE_ENDED = {
     StageStatus.FAILED: "stage.failed",
     StageStatus.CANCELLED: "stage.cancelled",
     StageStatus.INTERRUPTED: "stage.interrupted",
+    StageStatus.WAITING: "stage.waiting",
+    StageStatus.ANSWERED: "stage.answered",
 }
 STAGE_FIELDS = (
     "id",
@@ -126,9 +131,17 @@ def derive_events(
             events.append(Event(EventId(order, 1), name, _stage_data(run, stage)))
         elif not ended:
             return events, False
+    last = stages[-1].stage_order if stages else floor
+    if run.is_waiting:
+        questions = [
+            {"interrupt_id": q.interrupt_id, "stage_name": q.stage_name, "value": q.value}
+            for q in run.questions.filter(answered_at__isnull=True)
+        ]
+        events.append(
+            Event(EventId(last, 2), "run.waiting", _run_data(run) | {"questions": questions})
+        )
     if ended:
-        last = stages[-1].stage_order if stages else floor
-        events.append(Event(EventId(last, 2), "run.ended", _run_data(run)))
+        events.append(Event(EventId(last, 3), "run.ended", _run_data(run)))
     return events, ended
 
 

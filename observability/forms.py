@@ -114,3 +114,29 @@ class StartRunForm(forms.Form):
             return json.loads(self.cleaned_data["input"])
         except json.JSONDecodeError as error:
             raise forms.ValidationError(f"The input is not valid JSON: {error}.") from None
+
+
+class AnswerForm(forms.Form):
+    """An answer to one question: a choice button, plain text, or any JSON value."""
+
+    interrupt_id = forms.CharField(max_length=64)
+    choice = forms.CharField(required=False)
+    text = forms.CharField(required=False, max_length=10000, strip=False)
+    answer_json = forms.CharField(required=False, max_length=100000)
+    reason = forms.CharField(required=False, max_length=2000)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        given = [name for name in ("choice", "text", "answer_json") if data.get(name)]
+        if len(given) != 1:
+            raise forms.ValidationError(
+                "Give one answer: click a choice, type text, or write JSON."
+            )
+        if given == ["text"]:
+            data["value"] = data["text"]
+            return data
+        try:
+            data["value"] = json.loads(data[given[0]])
+        except json.JSONDecodeError as error:
+            raise forms.ValidationError(f"The JSON answer is not valid JSON: {error}.") from None
+        return data

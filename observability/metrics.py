@@ -81,11 +81,19 @@ class ConsoleCollector:
             "Seconds since the stalest running run's worker last renewed its lease (0: none "
             "running).",
         )
+        waiting_age = GaugeMetricFamily(
+            "gamed_oldest_waiting_run_age_seconds",
+            "Seconds the longest-waiting run has waited for an operator's answer, by graph.",
+            labels=["graph"],
+        )
         rows = PipelineRun.objects.values("graph", "status").annotate(
-            n=Count("id"), oldest=Min("heartbeat_at", filter=Q(status=RunStatus.RUNNING))
+            n=Count("id"),
+            oldest=Min("heartbeat_at", filter=Q(status=RunStatus.RUNNING)),
+            waiting_since=Min("waiting_since", filter=Q(status=RunStatus.WAITING)),
         )
         per_graph: dict[str, int] = {}
         oldest = None
+        now = timezone.now()
         for row in rows.order_by("graph", "status"):
             graph, status, n = row["graph"], row["status"], row["n"]
             per_graph[graph] = per_graph.get(graph, 0) + n
@@ -94,11 +102,14 @@ class ConsoleCollector:
                 finished.add_metric([graph, status], n)
             if row["oldest"] is not None and (oldest is None or row["oldest"] < oldest):
                 oldest = row["oldest"]
+            if row["waiting_since"] is not None:
+                waited = (now - row["waiting_since"]).total_seconds()
+                waiting_age.add_metric([graph], max(waited, 0.0))
         for graph, n in per_graph.items():
             started.add_metric([graph], n)
-        age = (timezone.now() - oldest).total_seconds() if oldest else 0.0
+        age = (now - oldest).total_seconds() if oldest else 0.0
         heartbeat_age.add_metric([], max(age, 0.0))
-        yield from (started, finished, current, heartbeat_age)
+        yield from (started, finished, current, heartbeat_age, waiting_age)
 
     def _stages(self) -> Iterator[Metric]:
         durations = HistogramMetricFamily(
@@ -182,7 +193,17 @@ class ConsoleCollector:
             "Cancels operators asked for, by graph and surface.",
             labels=["graph", "via"],
         )
-        counted = {AuditAction.RESUME: resumed, AuditAction.CANCEL: cancels}
+        answers = CounterMetricFamily(
+            "gamed_answers",
+            "Answers to questions runs asked (interrupt()), by graph and surface (system: a "
+            "deadline's default or a replayed answer).",
+            labels=["graph", "via"],
+        )
+        counted = {
+            AuditAction.RESUME: resumed,
+            AuditAction.CANCEL: cancels,
+            AuditAction.ANSWER: answers,
+        }
         rows = (
             AuditRecord.objects.filter(action__in=[AuditAction.REAP, *counted])
             .values("action", "run__graph", "via")
@@ -195,7 +216,7 @@ class ConsoleCollector:
                 interrupted.add_metric([graph], row["n"])
             else:
                 counted[row["action"]].add_metric([graph, row["via"]], row["n"])
-        yield from (interrupted, resumed, cancels)
+        yield from (interrupted, resumed, cancels, answers)
 
     def _queue_depth(self) -> Metric:
         depth = GaugeMetricFamily(

@@ -21,7 +21,7 @@ def stage_ms(stage: StageExecution, now: datetime) -> float | None:
     """How long the stage took, or has been running so far."""
     if stage.duration_ms is not None:
         return stage.duration_ms
-    if stage.started_at and stage.status == StageStatus.RUNNING:
+    if stage.started_at and stage.status in (StageStatus.RUNNING, StageStatus.WAITING):
         return (now - stage.started_at).total_seconds() * 1000
     return None
 

@@ -5,7 +5,7 @@ from uuid import UUID
 from django.db.models import Q
 from django.utils import timezone
 from ninja import Field, FilterSchema, Schema
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator, AliasChoices, model_validator
 
 from pipeline.models import RunStatus
 from pipeline.selectors import run_totals, runs_failed_at, runs_in_lineage
@@ -148,8 +148,30 @@ class TotalsOut(Schema):
     cost_usd: float
 
 
+class QuestionOut(Schema):
+    interrupt_id: str
+    stage_name: str = Field(description="The stage that asked (it runs again once answered).")
+    text: str = Field(description="The question for people.")
+    value: Any = Field(description="What the stage gave interrupt().")
+    choices: list[Any] = Field(description="Answers the question offers, if any.")
+    response_schema: dict[str, Any] | None = Field(description="JSON Schema of the answer.")
+    asked_at: datetime
+    answer: Any = None
+    answered_at: datetime | None = None
+    answered_via: str = ""
+    answered_by: str = Field(
+        "",
+        validation_alias=AliasChoices("answered_by_name", "answered_by"),
+        description="Who answered: a user, an API key, the system.",
+    )
+
+
 class RunDetailOut(RunOut):
     output: dict[str, Any] | None
+    waiting_since: datetime | None = Field(description="When a waiting run started to wait.")
+    questions: list[QuestionOut] = Field(
+        description="Questions the run asked with interrupt(), answered or not, oldest first."
+    )
     error_traceback: str
     attempts: int
     stages: list[StageOut]
@@ -168,6 +190,8 @@ def run_detail_payload(run) -> dict:
     return {
         **RunOut.from_orm(run).model_dump(),
         "output": run.output,
+        "waiting_since": run.waiting_since,
+        "questions": run.question_list,
         "error_traceback": run.error_traceback,
         "attempts": run.attempts,
         "stages": run.stage_list,
@@ -279,6 +303,11 @@ class RetryIn(RejectsNul, Schema):
     context: dict[str, Any] | None = Field(
         None, description="A runtime context replacing the run's (default: the run's own)."
     )
+    replay_answers: bool = Field(
+        False,
+        description="A stage that asks a question its lineage already answered gets that "
+        "answer again instead of waiting.",
+    )
     reason: str = Field("", max_length=2000)
     dry_run: bool = Field(False, description="Only preview what the retry would do.")
 
@@ -290,6 +319,7 @@ class ReusedStageOut(Schema):
 
 
 class RetryPlanOut(Schema):
+    replay_answers: bool = False
     run_id: UUID
     from_stage: str
     stage_execution_id: int | None
@@ -301,6 +331,14 @@ class RetryPlanOut(Schema):
     retry_depth: int
     state_diff: dict[str, Any]
     notes: list[str]
+
+
+class AnswerIn(RejectsNul, Schema):
+    value: Any = Field(description="The answer: any JSON value (a string, an object, ...).")
+    interrupt_id: str | None = Field(
+        None, max_length=64, description="The question, when the run asks several."
+    )
+    reason: str = Field("", max_length=2000)
 
 
 class ActionIn(RejectsNul, Schema):

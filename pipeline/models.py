@@ -1,3 +1,4 @@
+import json
 import uuid
 from datetime import timedelta
 
@@ -15,14 +16,16 @@ class RunStatus(models.TextChoices):
     FAILED = "failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
+    WAITING = "waiting"
 
 
 # The run's state machine. Every operation accepts the statuses listed here, and services,
 # the runner, admin and the API ask these sets (through RunQuerySet and PipelineRun's
 # properties) instead of naming statuses themselves.
 #
-#   pending -> running -> succeeded | failed | cancelled | interrupted
+#   pending -> running -> succeeded | failed | cancelled | interrupted | waiting
 #   interrupted -> running (a worker takes it over) | pending (resume) | cancelled
+#   waiting -> pending (answered) | cancelled
 #   cancelled -> pending (resume)
 TERMINAL_RUN_STATUSES = (
     RunStatus.SUCCEEDED,
@@ -34,13 +37,13 @@ ACTIVE_RUN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
 # A worker may start the run, or continue it after an interruption.
 CLAIMABLE_RUN_STATUSES = (RunStatus.PENDING, RunStatus.INTERRUPTED)
 # No worker holds the run: a cancel ends it at once (a running run stops at its next boundary).
-STOPPED_BY_CANCEL = (RunStatus.PENDING, RunStatus.INTERRUPTED)
-CANCELLABLE_RUN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.INTERRUPTED)
+STOPPED_BY_CANCEL = (RunStatus.PENDING, RunStatus.INTERRUPTED, RunStatus.WAITING)
+CANCELLABLE_RUN_STATUSES = (*STOPPED_BY_CANCEL, RunStatus.RUNNING)
 RESUMABLE_RUN_STATUSES = (RunStatus.INTERRUPTED, RunStatus.CANCELLED)
 # Retries and reruns start from a run that no longer executes; they never change it.
 RETRYABLE_RUN_STATUSES = TERMINAL_RUN_STATUSES
 # A run in one of these, or in the retry chain of one, keeps its checkpoints (retention).
-CHECKPOINTS_KEPT_STATUSES = (*ACTIVE_RUN_STATUSES, RunStatus.INTERRUPTED)
+CHECKPOINTS_KEPT_STATUSES = (*ACTIVE_RUN_STATUSES, RunStatus.INTERRUPTED, RunStatus.WAITING)
 # Statuses a run keeps for good: counters of them only ever grow.
 FINAL_RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED)
 
@@ -52,6 +55,9 @@ class StageStatus(models.TextChoices):
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
     REUSED = "reused"
+    # It called interrupt(): the run waits for an operator's answer, then runs it again.
+    WAITING = "waiting"
+    ANSWERED = "answered"
 
 
 class Surface(models.TextChoices):
@@ -84,6 +90,9 @@ class RunQuerySet(models.QuerySet):
 
     def active(self) -> "RunQuerySet":
         return self.filter(status__in=ACTIVE_RUN_STATUSES)
+
+    def waiting(self) -> "RunQuerySet":
+        return self.filter(status=RunStatus.WAITING)
 
     def held_by(self, worker: str) -> "RunQuerySet":
         """Runs `worker` executes now: only it may renew their lease or end them."""
@@ -156,6 +165,13 @@ class PipelineRun(models.Model):
         null=True, blank=True, help_text="Its LangGraph checkpoints were deleted by retention."
     )
     cancel_requested = models.BooleanField(default=False)
+    waiting_since = models.DateTimeField(
+        null=True, blank=True, help_text="When the run last stopped to wait for an answer."
+    )
+    replay_answers = models.BooleanField(
+        default=False,
+        help_text="A retry that answers a question its lineage already answered by itself.",
+    )
     attempts = models.PositiveIntegerField(
         default=0, help_text="How many times a worker has claimed this run."
     )
@@ -184,6 +200,7 @@ class PipelineRun(models.Model):
             ("retry_pipelinerun", "Can retry runs from a stage"),
             ("cancel_pipelinerun", "Can cancel runs"),
             ("resume_pipelinerun", "Can resume interrupted runs"),
+            ("answer_pipelinerun", "Can answer waiting runs"),
         ]
 
     def __str__(self) -> str:
@@ -219,6 +236,10 @@ class PipelineRun(models.Model):
         return self.status in RETRYABLE_RUN_STATUSES
 
     @property
+    def is_waiting(self) -> bool:
+        return self.status == RunStatus.WAITING
+
+    @property
     def duration(self) -> timedelta | None:
         if not self.started_at:
             return None
@@ -237,7 +258,16 @@ class PipelineRun(models.Model):
 DONE_STAGE_STATUSES = (StageStatus.SUCCEEDED, StageStatus.REUSED)
 
 
+# A stage that asked a question and was answered runs again as a new row: its first row is
+# the wait, not a stage of the run's progress.
+NOT_PROGRESS_STAGE_STATUSES = (StageStatus.ANSWERED,)
+
+
 class StageQuerySet(models.QuerySet):
+    def in_progress_count(self) -> "StageQuerySet":
+        """Rows that count in a run's "stages done / stages"."""
+        return self.exclude(status__in=NOT_PROGRESS_STAGE_STATUSES)
+
     def executed(self) -> "StageQuerySet":
         """Stages that really ran in their run: not the rows a retry copied from its parent."""
         return self.exclude(status=StageStatus.REUSED)
@@ -316,6 +346,11 @@ class StageExecution(models.Model):
         return self.status != StageStatus.REUSED
 
     @property
+    def counts_in_progress(self) -> bool:
+        """The in-memory form of `StageQuerySet.in_progress_count`."""
+        return self.status not in NOT_PROGRESS_STAGE_STATUSES
+
+    @property
     def is_done(self) -> bool:
         """It ran to its end, here or in the run it was reused from."""
         return self.status in DONE_STAGE_STATUSES
@@ -347,6 +382,90 @@ def subgraph_execution(
     return max(before or same_task, key=lambda row: row.stage_order, default=None)
 
 
+class QuestionQuerySet(models.QuerySet):
+    def open(self) -> "QuestionQuerySet":
+        """Questions waiting runs ask now: unanswered, oldest first."""
+        return self.filter(answered_at__isnull=True, run__status=RunStatus.WAITING).order_by(
+            "asked_at", "pk"
+        )
+
+
+class Question(models.Model):
+    """What a run asked an operator with LangGraph's `interrupt(value)`, and the answer."""
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="questions")
+    interrupt_id = models.CharField(max_length=64, help_text="LangGraph's interrupt id.")
+    stage_name = models.CharField(max_length=255)
+    stage_order = models.PositiveIntegerField(null=True, blank=True)
+    value = models.JSONField(null=True, blank=True, help_text="What interrupt() was given.")
+    response_schema = models.JSONField(
+        null=True, blank=True, help_text="JSON Schema the answer must match, if the graph set one."
+    )
+    asked_at = models.DateTimeField(default=timezone.now)
+    answer = models.JSONField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    answered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    answered_via = models.CharField(max_length=10, choices=Surface.choices, blank=True)
+    answered_by_label = models.CharField(max_length=200, blank=True)
+
+    objects = QuestionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["asked_at", "pk"]
+        indexes = [models.Index(fields=["answered_at", "asked_at"], name="question_open")]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "interrupt_id"], name="question_per_interrupt")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stage_name} in {self.run}: {self.text[:60]}"
+
+    @property
+    def is_answered(self) -> bool:
+        return self.answered_at is not None
+
+    @property
+    def text(self) -> str:
+        """The question for people: its `question` (or `message`, `prompt`) field, or the value."""
+        if isinstance(self.value, dict):
+            for key in ("question", "message", "prompt", "title"):
+                if isinstance(self.value.get(key), str):
+                    return self.value[key]
+        return self.value if isinstance(self.value, str) else json.dumps(self.value)
+
+    @property
+    def answered_by_name(self) -> str:
+        if self.answered_by_label:
+            return self.answered_by_label
+        return self.answered_by.get_username() if self.answered_by else ""
+
+    @property
+    def value_json(self) -> str:
+        return json.dumps(self.value, indent=2)
+
+    @property
+    def answer_json(self) -> str:
+        return json.dumps(self.answer)
+
+    @property
+    def choice_buttons(self) -> list[tuple[str, str]]:
+        return [(str(choice), json.dumps(choice)) for choice in self.choices]
+
+    @property
+    def choices(self) -> list:
+        """Answers the question offers (`choices` or `options` in its value), for buttons."""
+        if isinstance(self.value, dict):
+            for key in ("choices", "options"):
+                offered = self.value.get(key)
+                if isinstance(offered, list) and all(
+                    isinstance(c, str | int | float | bool) for c in offered
+                ):
+                    return offered
+        return []
+
+
 class NodeInvocation(models.Model):
     """Ledger written by pipeline nodes themselves each time they really execute.
 
@@ -374,6 +493,7 @@ class AuditAction(models.TextChoices):
     RESUME = "resume"
     RERUN = "rerun"
     REAP = "reap"
+    ANSWER = "answer"
 
 
 class AuditRecord(models.Model):

@@ -32,7 +32,14 @@ from pipeline.callbacks import StageCallbacks, describe_error
 from pipeline.exceptions import LeaseLost, RunCancelled
 from pipeline.forking import graph_saver
 from pipeline.graphs import PATH_SEPARATOR, compiled_graph, context_for, is_async
-from pipeline.models import PipelineRun, ResumeMode, RunStatus, StageExecution, StageStatus
+from pipeline.models import (
+    PipelineRun,
+    Question,
+    ResumeMode,
+    RunStatus,
+    StageExecution,
+    StageStatus,
+)
 from pipeline.snapshots import capped
 
 logger = logging.getLogger(__name__)
@@ -97,10 +104,11 @@ class RunEnd:
     worker: str
     status: str
     fields: dict = field(default_factory=dict)
+    questions: list[Question] = field(default_factory=list)
 
     def write(self, run_id) -> int:
         now = timezone.now()
-        return (
+        ended = (
             PipelineRun.objects.filter(pk=run_id)
             .held_by(self.worker)
             .update(
@@ -111,6 +119,10 @@ class RunEnd:
                 **self.fields,
             )
         )
+        if ended:
+            # A question asked again after a resume is the same interrupt: keep the first.
+            Question.objects.bulk_create(self.questions, ignore_conflicts=True)
+        return ended
 
 
 def write_stage_rows(
@@ -344,6 +356,9 @@ class StageRecorder:
     earlier_attempts: Counter = field(default_factory=Counter)
     awaiting_checkpoint: dict[str, list[tuple[int, dict]]] = field(default_factory=dict)
     restored: set[str] = field(default_factory=set)
+    # Interrupts raised in this execution: id -> the stage that asked (the innermost).
+    asked: dict[str, tuple[str, int]] = field(default_factory=dict)
+    waiting_rows: list[int] = field(default_factory=list)
 
     def on_event(self, event: dict, control: "RunControl") -> None:
         self.writer.raise_error(self.run.pk)
@@ -409,11 +424,13 @@ class StageRecorder:
             **self.callbacks.tries(data["id"], failed=error is not None),
         }
         if error is None and data.get("interrupts"):
-            self.running[data["id"]] = (order, started)
-            raise NotImplementedError(
-                f"{data['name']} called interrupt(): waiting for an operator's answer is not "
-                "supported yet."
-            )
+            # It called interrupt(): no checkpoint follows; it runs again once answered.
+            for interrupt in data["interrupts"]:
+                self.asked.setdefault(interrupt["id"], (stage_path(namespace, data["name"]), order))
+            self.waiting_rows.append(order)
+            fields.update(status=StageStatus.WAITING, finished_at=None, duration_ms=None)
+            self.writer.update(self.run.pk, order, fields)
+            return
         if error is None:
             fields.update(status=StageStatus.SUCCEEDED, output_snapshot=capped(data.get("result")))
             self.awaiting_checkpoint.setdefault(namespace, []).append((order, fields))
@@ -428,6 +445,16 @@ class StageRecorder:
                 **fields,
             },
         )
+
+    def answered(self) -> None:
+        """The questions were answered without waiting (replayed): the asking stages ran."""
+        now = timezone.now()
+        for order in self.waiting_rows:
+            self.writer.update(
+                self.run.pk, order, {"status": StageStatus.ANSWERED, "finished_at": now}
+            )
+        self.waiting_rows.clear()
+        self.asked.clear()
 
     def _logs(self, task_id: str) -> dict:
         """The stage's captured log records, as fields of its row (none: nothing to write)."""
@@ -518,6 +545,27 @@ def stream_graph(run: PipelineRun, recorder: StageRecorder, control: "RunControl
         control.stop_now = None
 
 
+def open_questions(run: PipelineRun, recorder: StageRecorder) -> list[Question]:
+    """The questions the run's thread waits on now, with the stages that asked them."""
+    now = timezone.now()
+    questions = []
+    for interrupt in compiled_graph(run.graph).get_state(run_config(run)).interrupts:
+        stage_name, order = recorder.asked.get(interrupt.id, ("", None))
+        schema = interrupt.response_schema
+        questions.append(
+            Question(
+                run=run,
+                interrupt_id=interrupt.id,
+                stage_name=stage_name,
+                stage_order=order,
+                value=capped(interrupt.value),
+                response_schema=schema if isinstance(schema, dict) else None,
+                asked_at=now,
+            )
+        )
+    return questions
+
+
 def execute_run(run_id: str) -> str:
     """Run `run_id` to its end. Returns the run's final status (or why nothing ran)."""
     worker = worker_id()
@@ -545,7 +593,24 @@ def execute_run(run_id: str) -> str:
     recorder.writer.watch(control)
     token = progress.install(control.check, str(run.pk))
     try:
-        stream_graph(run, recorder, control, run.input if latest is None else None)
+        start = run.input if latest is None else services.answers_to_resume(run)
+        while True:
+            stream_graph(run, recorder, control, start)
+            if not recorder.asked:
+                break
+            questions = open_questions(run, recorder)
+            # A retry asked to replay its lineage's answers continues without waiting.
+            start = services.replay_answers(run, questions) if run.replay_answers else None
+            if start is None:
+                end = RunEnd(
+                    worker,
+                    RunStatus.WAITING,
+                    {"waiting_since": timezone.now(), "worker": ""},
+                    questions=questions,
+                )
+                recorder.close(end)
+                return RunStatus.WAITING
+            recorder.answered()
         output = capped(recorder.values, settings.GAMED_OUTPUT_MAX_BYTES)
         recorder.close(RunEnd(worker, RunStatus.SUCCEEDED, {"output": output}))
     except RunCancelled:

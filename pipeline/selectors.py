@@ -74,7 +74,7 @@ def console_runs() -> QuerySet[PipelineRun]:
     stages = StageExecution.objects.filter(run=OuterRef("pk"))
     failed = stages.filter(status=StageStatus.FAILED).order_by("-stage_order")
     return PipelineRun.objects.annotate(
-        stage_count=_stage_count(stages),
+        stage_count=_stage_count(stages.in_progress_count()),
         stages_done=_stage_count(stages.filter(status__in=DONE_STAGE_STATUSES)),
         failed_stage=Subquery(failed.values("stage_name")[:1]),
     )
@@ -403,6 +403,7 @@ def get_run_detail(run_id: str) -> PipelineRun:
     the number of stages or retries."""
     run = get_run(run_id)
     run.stage_list = list(run.stages.order_by("stage_order"))
+    run.question_list = list(run.questions.select_related("answered_by"))
     run.lineage = run_lineage(run)
     parents = {member.pk: member.parent_run_id for member, _ in run.lineage.runs}
     ancestors, parent = [], run.parent_run_id

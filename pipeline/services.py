@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 
+import jsonschema
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -14,6 +15,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.tasks import async_task
 from langgraph.checkpoint.base import CheckpointTuple
+from langgraph.types import Command
 
 from pipeline.exceptions import (
     AlreadyRetried,
@@ -25,8 +27,16 @@ from pipeline.exceptions import (
     StageNotFound,
     UnknownGraph,
 )
-from pipeline.forking import delete_thread, fork_checkpoint, reachable_stages, read_checkpoint
+from pipeline.forking import (
+    checkpoint_config,
+    delete_thread,
+    fork_checkpoint,
+    reachable_stages,
+    read_checkpoint,
+)
 from pipeline.graphs import (
+    compiled_graph,
+    graph_attribute,
     stage_names,
     stage_paths,
     state_graph,
@@ -35,11 +45,13 @@ from pipeline.graphs import (
     validate_context,
     validate_input,
 )
+from pipeline.lib import format_duration
 from pipeline.models import (
     CHECKPOINTS_KEPT_STATUSES,
     AuditAction,
     AuditRecord,
     PipelineRun,
+    Question,
     ResumeMode,
     RunStatus,
     StageExecution,
@@ -49,7 +61,7 @@ from pipeline.models import (
 )
 from pipeline.retention import ThreadUsage, delete_threads, thread_usage
 from pipeline.selectors import latest_failed_stage
-from pipeline.snapshots import to_json
+from pipeline.snapshots import capped, to_json
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +102,8 @@ class Actor:
 
 SYSTEM = Actor()
 REAPER = Actor(label="reaper")
+DEADLINE = Actor(label="deadline")
+NO_DEFAULT = object()
 
 
 def audit(
@@ -168,6 +182,7 @@ class RetryPlan:
     state_patch: dict = field(default_factory=dict)
     state_diff: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    replay_answers: bool = False
 
     @property
     def source(self) -> CheckpointTuple | None:
@@ -203,6 +218,7 @@ class RetryPlan:
             "will_run": self.will_run,
             "retry_depth": self.depth,
             "state_diff": self.state_diff,
+            "replay_answers": self.replay_answers,
             "notes": self.notes,
         }
 
@@ -450,10 +466,14 @@ def retry_run(
     stage_execution_id: int | None = None,
     state_patch: dict | None = None,
     context: dict | None = None,
+    replay_answers: bool = False,
     actor: Actor = SYSTEM,
     reason: str = "",
 ) -> PipelineRun:
-    """Create and queue a new run that resumes `run` from a stage. `run` is never changed."""
+    """Create and queue a new run that resumes `run` from a stage. `run` is never changed.
+
+    A stage that asks an operator a question (`interrupt()`) asks again, unless
+    `replay_answers`: then the answer its lineage gave to the same stage is given again."""
     plan = plan_retry(
         run=run,
         from_stage=from_stage,
@@ -461,6 +481,7 @@ def retry_run(
         state_patch=state_patch,
         context=context,
     )
+    plan.replay_answers = replay_answers
     return _create_child(plan, AuditAction.RETRY, actor, reason)
 
 
@@ -492,6 +513,7 @@ def _create_child(plan: RetryPlan, action: AuditAction, actor: Actor, reason: st
                 root_run_id=run.root_run_id or run.pk,
                 retry_from_stage=plan.stage_name,
                 retry_depth=plan.depth,
+                replay_answers=plan.replay_answers,
                 resume_mode=plan.resume_mode,
                 resume_note=" ".join(plan.notes),
                 requested_by=actor.user,
@@ -606,21 +628,27 @@ def rerun_run(*, run: PipelineRun, actor: Actor = SYSTEM, reason: str = "") -> P
 def cancel_run(*, run: PipelineRun, actor: Actor = SYSTEM, reason: str = "") -> PipelineRun:
     """A pending or interrupted run never (re)starts; a running one stops at its next stage
     boundary (or when a long stage calls `progress.tick()`) and ends `cancelled`."""
+    now = timezone.now()
     with transaction.atomic():
         runs = PipelineRun.objects.filter(pk=run.pk)
         stopped = runs.stopped_by_cancel().update(
             status=RunStatus.CANCELLED,
             cancel_requested=True,
-            finished_at=timezone.now(),
+            finished_at=now,
+            waiting_since=None,
             error_message=f"Cancelled{f': {reason}' if reason else ''}.",
         )
         flagged = stopped or runs.cancellable().update(cancel_requested=True)
         run.refresh_from_db()
         if not flagged:
             raise Conflict(
-                f"Run {run.pk} is {run.status}; only a pending, running or interrupted run can "
-                "be cancelled."
+                f"Run {run.pk} is {run.status}; only a pending, running, waiting or interrupted "
+                "run can be cancelled."
             )
+        # A cancelled wait: its questions are no longer asked.
+        run.stages.filter(status=StageStatus.WAITING).update(
+            status=StageStatus.CANCELLED, finished_at=now
+        )
         audit(
             AuditAction.CANCEL,
             actor,
@@ -629,6 +657,189 @@ def cancel_run(*, run: PipelineRun, actor: Actor = SYSTEM, reason: str = "") -> 
             was=("running" if not stopped else "not running"),
         )
     return run
+
+
+def _question_to_answer(open_questions: list[Question], run: PipelineRun, interrupt_id):
+    if interrupt_id is None:
+        if len(open_questions) > 1:
+            ids = ", ".join(q.interrupt_id for q in open_questions)
+            raise Conflict(
+                f"Run {run.pk} asks {len(open_questions)} questions; answer one at a time by its "
+                f"interrupt id ({ids})."
+            )
+        return open_questions[0]
+    for question in open_questions:
+        if question.interrupt_id == interrupt_id:
+            return question
+    ids = ", ".join(q.interrupt_id for q in open_questions) or "none"
+    raise Conflict(
+        f"Run {run.pk} asks no open question with interrupt id {interrupt_id!r}; open: {ids}."
+    )
+
+
+def _check_answer(question: Question, value) -> None:
+    if question.response_schema is None:
+        return
+    try:
+        jsonschema.validate(value, question.response_schema)
+    except jsonschema.ValidationError as exc:
+        raise InvalidInput(
+            f"The answer does not match the question's schema: {exc.message}"
+        ) from None
+    except jsonschema.SchemaError:
+        logger.warning("question %s has an invalid response schema", question.pk)
+
+
+def answer_run(
+    *,
+    run: PipelineRun,
+    value,
+    interrupt_id: str | None = None,
+    actor: Actor = SYSTEM,
+    reason: str = "",
+) -> PipelineRun:
+    """Answer one question of a waiting run (by its interrupt id when it asks several). Once
+    every question is answered, the same run continues on its own thread: the stages that
+    asked run again and get their answers (LangGraph's `Command(resume=...)`)."""
+    now = timezone.now()
+    with transaction.atomic():
+        waiting = PipelineRun.objects.select_for_update().waiting().filter(pk=run.pk).first()
+        if waiting is None:
+            run.refresh_from_db()
+            raise Conflict(f"Run {run.pk} is {run.status}; only a waiting run can be answered.")
+        open_questions = list(waiting.questions.filter(answered_at__isnull=True))
+        if not open_questions:
+            raise Conflict(f"Run {run.pk} has no open question.")
+        question = _question_to_answer(open_questions, run, interrupt_id)
+        _check_answer(question, value)
+        Question.objects.filter(pk=question.pk).update(
+            answer=value,
+            answered_at=now,
+            answered_by=actor.user,
+            answered_via=actor.via,
+            answered_by_label=actor.name,
+        )
+        audit(
+            AuditAction.ANSWER,
+            actor,
+            run=waiting,
+            reason=reason,
+            interrupt_id=question.interrupt_id,
+            stage=question.stage_name,
+            question=capped(question.value, ANSWER_AUDIT_BYTES),
+            answer=capped(value, ANSWER_AUDIT_BYTES),
+        )
+        if len(open_questions) == 1:
+            _continue_after_answers(waiting, now)
+    run.refresh_from_db()
+    return run
+
+
+ANSWER_AUDIT_BYTES = 4096
+
+
+def _continue_after_answers(run: PipelineRun, now) -> None:
+    """Every question is answered: close the wait and queue the run to continue."""
+    for stage in run.stages.filter(status=StageStatus.WAITING):
+        waited = now - stage.started_at if stage.started_at else None
+        StageExecution.objects.filter(pk=stage.pk).update(
+            status=StageStatus.ANSWERED,
+            finished_at=now,
+            duration_ms=int(waited.total_seconds() * 1000) if waited else None,
+        )
+    PipelineRun.objects.filter(pk=run.pk).waiting().update(
+        status=RunStatus.PENDING,
+        waiting_since=None,
+        finished_at=None,
+        queued_at=now,
+    )
+    transaction.on_commit(partial(queue_task, run))
+
+
+def answers_to_resume(run: PipelineRun) -> Command | None:
+    """What a run continues with: the answers to the questions its thread still waits on, as
+    LangGraph's resume map (None: it continues from its latest checkpoint as it is)."""
+    answered = dict(
+        run.questions.filter(answered_at__isnull=False).values_list("interrupt_id", "answer")
+    )
+    if not answered:
+        return None
+    state = compiled_graph(run.graph).get_state(checkpoint_config(run.thread_id))
+    answers = {i.id: answered[i.id] for i in state.interrupts if i.id in answered}
+    return Command(resume=answers) if answers else None
+
+
+def replay_answers(run: PipelineRun, questions: list[Question]) -> Command | None:
+    """For a retry asked to replay answers: answer `questions` with what its lineage answered
+    to the same stages, if it answered all of them; record them as answered by the system."""
+    lineage = []
+    ancestor = run.parent_run
+    while ancestor is not None:
+        lineage.append(ancestor.pk)
+        ancestor = ancestor.parent_run
+    earlier = {}
+    for question in Question.objects.filter(run__in=lineage, answered_at__isnull=False).order_by(
+        "answered_at"
+    ):
+        earlier.setdefault(question.stage_name, question)
+    if not questions or any(q.stage_name not in earlier for q in questions):
+        return None
+    now = timezone.now()
+    with transaction.atomic():
+        for question in questions:
+            source = earlier[question.stage_name]
+            question.answer, question.answered_at = source.answer, now
+            question.answered_via, question.answered_by_label = Surface.SYSTEM, "replay"
+            audit(
+                AuditAction.ANSWER,
+                Actor(label="replay"),
+                run=run,
+                reason=f"replayed the answer given in run {source.run_id}",
+                interrupt_id=question.interrupt_id,
+                stage=question.stage_name,
+                answer=capped(source.answer, ANSWER_AUDIT_BYTES),
+            )
+        Question.objects.bulk_create(questions, ignore_conflicts=True)
+    return Command(resume={q.interrupt_id: q.answer for q in questions})
+
+
+def answer_deadline(run: PipelineRun) -> timedelta | None:
+    """How long the run may wait for an answer: its graph's `interrupt_timeout` (seconds),
+    else GAMED_INTERRUPT_TIMEOUT; None: for ever."""
+    seconds = graph_attribute(run.graph, "interrupt_timeout", settings.GAMED_INTERRUPT_TIMEOUT)
+    return timedelta(seconds=seconds) if seconds else None
+
+
+def expire_waiting_runs(now=None) -> list[PipelineRun]:
+    """Runs that waited past their deadline: answered with the default their graph declares
+    (`interrupt_default`), or cancelled; either audited as the system's."""
+    now = now or timezone.now()
+    expired = []
+    for run in PipelineRun.objects.waiting().exclude(waiting_since=None):
+        try:
+            deadline = answer_deadline(run)
+            default = graph_attribute(run.graph, "interrupt_default", NO_DEFAULT)
+        except PipelineError:
+            continue
+        if deadline is None or run.waiting_since + deadline > now:
+            continue
+        why = f"no answer within {format_duration(deadline)}"
+        try:
+            if default is NO_DEFAULT:
+                cancel_run(run=run, actor=DEADLINE, reason=why)
+            else:
+                for question in run.questions.filter(answered_at__isnull=True):
+                    answer_run(
+                        run=run,
+                        value=default,
+                        interrupt_id=question.interrupt_id,
+                        actor=DEADLINE,
+                        reason=f"{why}: the graph's default answer",
+                    )
+        except Conflict:
+            continue  # answered or cancelled meanwhile
+        expired.append(run)
+    return expired
 
 
 def _queue_again(runs, run: PipelineRun, actor: Actor, reason: str, **changes) -> bool:

@@ -9,7 +9,10 @@ def execute_run(run_id: str) -> str:
 
 def reap_runs() -> str:
     touched = services.reap_runs()
-    return f"{len(touched)} run(s) interrupted or resumed"
+    expired = services.expire_waiting_runs()
+    return (
+        f"{len(touched)} run(s) interrupted or resumed, {len(expired)} past their answer deadline"
+    )
 
 
 def prune_checkpoints() -> str:

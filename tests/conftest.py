@@ -29,6 +29,9 @@ EXTRA_GRAPHS = {
     "docs_chat": "tests.docs_graphs:build_chat",
     "docs_big": "tests.docs_graphs:build_big",
     "docs_billing": "tests.docs_graphs:build_billing",
+    "docs_approval": "tests.docs_graphs:build_approval",
+    "docs_parallel_review": "tests.docs_graphs:build_parallel_review",
+    "docs_deadline": "tests.docs_graphs:build_approval_with_deadline",
 }
 TEST_GRAPHS = json.dumps(EXTRA_GRAPHS)
 settings.GAMED_GRAPHS = {**settings.GAMED_GRAPHS, **EXTRA_GRAPHS}
@@ -104,6 +107,15 @@ class Ledger:
 
     def executions(self, *runs: PipelineRun):
         return ledger.executions(self.path, *(run.thread_id for run in runs))
+
+
+@pytest.fixture
+def metrics_token(settings) -> str:
+    """/metrics answers the bearer token `tests.helpers.scrape` sends."""
+    from tests.helpers import METRICS_TOKEN
+
+    settings.GAMED_METRICS_TOKEN = METRICS_TOKEN
+    return METRICS_TOKEN
 
 
 @pytest.fixture

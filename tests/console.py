@@ -17,6 +17,7 @@ OPERATOR_PERMS = (
     "retry_pipelinerun",
     "cancel_pipelinerun",
     "resume_pipelinerun",
+    "answer_pipelinerun",
 )
 
 

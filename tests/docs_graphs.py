@@ -8,13 +8,13 @@ import asyncio
 import datetime
 import operator
 from dataclasses import dataclass
-from typing import Annotated, TypedDict
+from typing import Annotated, Literal, TypedDict
 
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import RetryPolicy, Send
+from langgraph.types import Command, RetryPolicy, Send, interrupt
 from pydantic import BaseModel
 
 from tests.ledger import fail_if_broken, record
@@ -263,4 +263,91 @@ def build_billing() -> StateGraph:
     builder.add_edge(START, "bill")
     builder.add_edge("bill", "send_invoice")
     builder.add_edge("send_invoice", END)
+    return builder
+
+
+# Human in the loop: an approval, then a sign-off (two questions), as LangGraph's docs write
+# them with interrupt() and Command(goto=...).
+class ApprovalState(TypedDict, total=False):
+    topic: str
+    draft: str
+    decision: str
+    signed_by: str
+    visited: Annotated[list[str], operator.add]
+
+
+def write_draft(state: ApprovalState, config: RunnableConfig) -> dict:
+    record(config, "write_draft")
+    return {"draft": f"A post about {state.get('topic', 'tides')}"}
+
+
+def approval(
+    state: ApprovalState, config: RunnableConfig
+) -> Command[Literal["sign_off", "discard"]]:
+    record(config, "approval")
+    decision = interrupt(
+        {
+            "question": "Approve the draft?",
+            "choices": ["approve", "reject"],
+            "draft": state["draft"],
+        }
+    )
+    return Command(
+        goto="sign_off" if decision == "approve" else "discard", update={"decision": decision}
+    )
+
+
+def sign_off(state: ApprovalState, config: RunnableConfig) -> dict:
+    record(config, "sign_off")
+    return {"signed_by": interrupt({"question": "Who signs it off?"})}
+
+
+def build_approval() -> StateGraph:
+    builder = StateGraph(ApprovalState)
+    builder.add_node("write_draft", write_draft)
+    builder.add_node("approval", approval)
+    builder.add_node("sign_off", sign_off)
+    builder.add_node("publish", step("publish"))
+    builder.add_node("discard", step("discard"))
+    builder.add_edge(START, "write_draft")
+    builder.add_edge("write_draft", "approval")
+    builder.add_edge("sign_off", "publish")
+    builder.add_edge("publish", END)
+    builder.add_edge("discard", END)
+    builder.subject_field = "topic"
+    return builder
+
+
+# Two reviews asked at once (parallel interrupts), answered separately by interrupt id.
+class ReviewState(TypedDict, total=False):
+    verdicts: Annotated[list[str], operator.add]
+    visited: Annotated[list[str], operator.add]
+
+
+def reviewer(name: str):
+    def node(state: ReviewState, config: RunnableConfig) -> dict:
+        record(config, name)
+        verdict = interrupt({"question": f"Does {name} approve?", "choices": ["yes", "no"]})
+        return {"verdicts": [f"{name}: {verdict}"]}
+
+    return node
+
+
+def build_parallel_review() -> StateGraph:
+    builder = StateGraph(ReviewState)
+    builder.add_node("legal", reviewer("legal"))
+    builder.add_node("finance", reviewer("finance"))
+    builder.add_node("merge", step("merge"))
+    builder.add_edge(START, "legal")
+    builder.add_edge(START, "finance")
+    builder.add_edge(["legal", "finance"], "merge")
+    builder.add_edge("merge", END)
+    return builder
+
+
+def build_approval_with_deadline() -> StateGraph:
+    """The approval graph, answered "reject" when nobody answers within a minute."""
+    builder = build_approval()
+    builder.interrupt_timeout = 60
+    builder.interrupt_default = "reject"
     return builder

@@ -1,5 +1,8 @@
 """Assertions shared by the test files."""
 
+from django.test import Client
+from prometheus_client.parser import text_string_to_metric_families
+
 from pipeline.graphs import compiled_graph
 from pipeline.models import PipelineRun, StageStatus
 from pipeline.runner import run_config
@@ -60,3 +63,19 @@ def snapshot_of_run(run: PipelineRun) -> list[tuple]:
             "error_message",
         )
     )
+
+
+METRICS_TOKEN = "scrape-token-for-tests"
+
+
+def scrape() -> dict[str, dict[tuple, float]]:
+    """Sample name -> {sorted label items: value}, parsed by prometheus_client's own parser
+    (with the `metrics_token` fixture's token)."""
+    response = Client().get("/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"})
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("text/plain")
+    samples: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return samples

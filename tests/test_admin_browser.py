@@ -142,3 +142,29 @@ def test_operator_retries_a_failed_run_and_watches_the_retry_succeed(
     assert retry.reason == "scene model hiccup"
     assert retry.requested_by.username == "operator"
     assert all((ARTIFACTS / name).stat().st_size > 0 for name in ("run-page.png", "timeline.png"))
+
+
+def test_operator_answers_a_waiting_run_from_the_inbox(live_server, workers, transactional_db):
+    staff_user("operator", *OPERATOR_PERMS)
+    workers.start()
+    run = start_run(
+        graph="gamed", input={"question": "Label the parts of a plant cell", "review": True}
+    )
+    (run,) = wait_for_runs([run], statuses=(RunStatus.WAITING,), workers=workers)
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with chromium() as browser:
+        page = log_in(browser, live_server, "operator")
+        page.click("#inbox-link")
+        row = page.locator(".inbox-row").first
+        row.locator(".question-text", has_text="Publish the label_diagram game").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "inbox.png"), full_page=True)
+        row.get_by_role("button", name="approve").click()
+        page.get_by_text("it continues").wait_for()
+        page.get_by_text("No run is waiting for an answer.").wait_for()
+
+    (run,) = wait_for_runs([run], workers=workers)
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    assert run.output["output"]["review"] == "approved"
+    question = run.questions.get()
+    assert question.answered_by.username == "operator" and question.answer == "approve"

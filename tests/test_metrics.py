@@ -5,12 +5,10 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.db.models import Count
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ
-from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.models import (
     FINAL_RUN_STATUSES,
@@ -23,27 +21,9 @@ from pipeline.models import (
     Surface,
 )
 from pipeline.services import Actor, cancel_run, reap_runs, resume_run, retry_run, start_run
+from tests.helpers import scrape
 
-TOKEN = "scrape-token-for-tests"
 PLANT = {"question": "Label the parts of a plant cell"}
-
-
-@pytest.fixture
-def metrics_token(settings):
-    settings.GAMED_METRICS_TOKEN = TOKEN
-    return TOKEN
-
-
-def scrape() -> dict[str, dict[tuple, float]]:
-    """Sample name -> {sorted label items: value}, parsed by prometheus_client's own parser."""
-    response = Client().get("/metrics", headers={"authorization": f"Bearer {TOKEN}"})
-    assert response.status_code == 200, response.content
-    assert response["Content-Type"].startswith("text/plain")
-    samples: dict[str, dict[tuple, float]] = {}
-    for family in text_string_to_metric_families(response.content.decode()):
-        for sample in family.samples:
-            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
 
 
 def by(samples: dict[tuple, float], *keys: str) -> dict[tuple, float]:

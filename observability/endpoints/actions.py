@@ -1,4 +1,5 @@
-"""What operators do to runs: retry from a stage, cancel, resume, rerun, retry many at once."""
+"""What operators do to runs: retry from a stage, answer, cancel, resume, rerun, retry many at
+once."""
 
 from uuid import UUID
 
@@ -11,6 +12,7 @@ from observability.errors import errors, status_for
 from observability.idempotency import IdempotencyKey, idempotent
 from observability.schemas import (
     ActionIn,
+    AnswerIn,
     BulkRetryIn,
     BulkRetryOut,
     RetryIn,
@@ -49,7 +51,13 @@ def retry(
         return Status(200, services.plan_retry(run=run, **target).to_dict())
 
     def create() -> tuple[int, dict]:
-        new = services.retry_run(run=run, actor=who.actor, reason=payload.reason, **target)
+        new = services.retry_run(
+            run=run,
+            replay_answers=payload.replay_answers,
+            actor=who.actor,
+            reason=payload.reason,
+            **target,
+        )
         return 201, run_detail_json(new.pk)
 
     body = {"run_id": str(run_id), **payload.model_dump(mode="json")}
@@ -74,6 +82,34 @@ def resume(request: HttpRequest, run_id: UUID, payload: ActionIn):
     """Resume an interrupted or cancelled run in place, from its latest checkpoint."""
     _act(request, "resume", services.resume_run, run_id, payload)
     return run_detail_json(run_id)
+
+
+@router.post("/runs/{uuid:run_id}/answer", response={200: RunDetailOut, **errors(404, 409, 422)})
+def answer(
+    request: HttpRequest,
+    run_id: UUID,
+    payload: AnswerIn,
+    idempotency_key: IdempotencyKey = None,
+):
+    """Answer a question a waiting run asks (`interrupt()` in a node): `value` is any JSON;
+    name the question by `interrupt_id` when the run asks several. Once every question is
+    answered the run continues; the stage that asked runs again and receives the answer.
+    409 when the run is not waiting or asks no such question."""
+    who = require_perm(request, "answer")
+    run = get_run(str(run_id))
+
+    def give() -> tuple[int, dict]:
+        services.answer_run(
+            run=run,
+            value=payload.value,
+            interrupt_id=payload.interrupt_id,
+            actor=who.actor,
+            reason=payload.reason,
+        )
+        return 200, run_detail_json(run.pk)
+
+    body = {"run_id": str(run_id), **payload.model_dump(mode="json")}
+    return idempotent(request, who, idempotency_key, body, give, status_for)
 
 
 @router.post("/runs/{uuid:run_id}/rerun", response={201: RunDetailOut, **errors(404, 409, 422)})

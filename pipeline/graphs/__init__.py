@@ -190,12 +190,21 @@ def context_for(name: str, data: dict) -> Any:
     return adapter(schema).validate_python(data or {})
 
 
+_MISSING = object()
+
+
+def graph_attribute(name: str, attribute: str, default: Any = None) -> Any:
+    """A setting the graph declares on its builder function or on its `StateGraph`
+    (`subject_field`, `interrupt_timeout`, `interrupt_default`)."""
+    for owner in (builder_for(name), state_graph(name)):
+        value = getattr(owner, attribute, _MISSING)
+        if value is not _MISSING:
+            return value
+    return default
+
+
 def subject_field(name: str) -> str:
-    return (
-        getattr(builder_for(name), "subject_field", None)
-        or getattr(state_graph(name), "subject_field", None)
-        or "question"
-    )
+    return graph_attribute(name, "subject_field") or "question"
 
 
 def subject_of(name: str, data: dict) -> str:

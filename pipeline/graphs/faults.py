@@ -20,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphBubbleUp
 
 from pipeline import progress
 
@@ -103,6 +104,9 @@ def stage(fn: Callable[[dict], dict]) -> Callable[[dict, RunnableConfig], dict]:
             result = fn(state)
             outcome = "succeeded"
             return result
+        except GraphBubbleUp:
+            outcome = "asked"  # interrupt(): it runs again once answered
+            raise
         finally:
             if entry is not None:
                 NodeInvocation.objects.filter(pk=entry.pk).update(outcome=outcome)

@@ -18,7 +18,7 @@ from pipeline.services import Actor
 def add_json_arguments(parser, name: str, help: str, *, required: bool = False) -> None:
     """`--<name> JSON` or `--<name>-file PATH`, one of the two."""
     group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument(f"--{name}", help=f"{help}, as a JSON object")
+    group.add_argument(f"--{name}", help=f"{help}, as JSON")
     group.add_argument(f"--{name}-file", type=Path, help=f"a file holding {help} as JSON")
 
 
@@ -84,10 +84,14 @@ def watch_run(
             detail = f"{stage.status} in {format_ms(stage.duration_ms)}"
             if stage.status == StageStatus.REUSED:
                 detail = "reused from the earlier run"
+            elif stage.status == StageStatus.WAITING:
+                detail = "asked a question: waiting for an answer"
+            elif stage.status == StageStatus.ANSWERED:
+                detail = f"answered after {format_ms(stage.duration_ms)}"
             elif stage.error_message:
                 detail += f": {stage.error_message}"
             out.write(f"{label} {status_style(style, stage.status)(detail)}")
-        if run.is_terminal:
+        if run.is_terminal or run.is_waiting:
             break
         elapsed = time.monotonic() - started
         if run.status == RunStatus.PENDING and elapsed > 5 and not warned:
@@ -103,8 +107,33 @@ def watch_run(
     out.write(status_style(style, run.status)(summary))
     if run.error_message:
         out.write(f"  error: {run.error_message}")
+    if run.is_waiting:
+        write_questions(run, out, style)
     out.write(f"  see {run.admin_url}")
     return run
+
+
+def write_questions(run: PipelineRun, out: OutputWrapper, style: Style) -> None:
+    for question in run.questions.filter(answered_at__isnull=True):
+        out.write(style.WARNING(f"  {question.stage_name} asks: {question.text}"))
+        if question.choices:
+            out.write(f"    choices: {', '.join(json.dumps(c) for c in question.choices)}")
+        out.write(
+            f"    answer: python manage.py answer_run {run.pk} --interrupt "
+            f"{question.interrupt_id} --value '<JSON>'"
+        )
+
+
+# `--wait` exit codes: 0 succeeded, 1 failed (or cancelled, interrupted), 3 waiting for an
+# answer (distinct, so a script can tell a run that needs a person from one that broke).
+WAITING_EXIT = 3
+
+
+def exit_for(run: PipelineRun) -> None:
+    """End a command that followed `run` with the exit code its outcome calls for."""
+    if run.status == RunStatus.SUCCEEDED:
+        return
+    raise SystemExit(WAITING_EXIT if run.is_waiting else 1)
 
 
 def cli_actor() -> Actor:
@@ -146,3 +175,4 @@ class RunActionCommand(BaseCommand):
 
     def waited(self, run: PipelineRun) -> None:
         """What the command does with the run it followed to its end."""
+        exit_for(run)

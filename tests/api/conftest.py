@@ -9,7 +9,7 @@ from django.test import Client
 from observability.models import ApiKey, ApiKeyScope
 from pipeline.models import PipelineRun, RunStatus, StageExecution, StageStatus
 
-ALL_PERMS = ("view", "start", "retry", "cancel", "resume")
+ALL_PERMS = ("view", "start", "retry", "cancel", "resume", "answer")
 
 
 def make_user(username: str, *perms: str, is_staff: bool = False) -> User:

@@ -55,7 +55,7 @@ def test_a_whole_run_streams_in_order_and_then_closes(api):
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     # Each stage's start comes right before its end: stage rows 1..5, the 5th failed.
     assert [str(i) for i in ids] == ["0.0"] + [f"{k}.{n}" for k in range(1, 6) for n in (0, 1)] + [
-        "5.2"
+        "5.3"
     ]
 
 

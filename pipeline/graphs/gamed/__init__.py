@@ -3,6 +3,8 @@
 input_enhancer -> domain_knowledge_retriever -> router -> game_planner -> scene_generator
   -> blueprint_generator -> blueprint_validator -(invalid)-> blueprint_generator
                                                 -(valid)-> output_renderer
+                                                -(valid, review on)-> human_review
+                                                                       -> output_renderer
 """
 
 from django.conf import settings
@@ -12,6 +14,7 @@ from pipeline.graphs.gamed.blueprint import (
     after_validation,
     blueprint_generator,
     blueprint_validator,
+    human_review,
     output_renderer,
 )
 from pipeline.graphs.gamed.design import game_planner, scene_generator
@@ -33,11 +36,15 @@ def build_graph() -> StateGraph:
             blueprint_validator,
         ]
     )
+    graph.add_node("human_review", human_review)
     graph.add_node("output_renderer", output_renderer)
     graph.add_edge(START, "input_enhancer")
     graph.add_conditional_edges(
-        "blueprint_validator", after_validation, ["output_renderer", "blueprint_generator"]
+        "blueprint_validator",
+        after_validation,
+        ["output_renderer", "human_review", "blueprint_generator"],
     )
+    graph.add_edge("human_review", "output_renderer")
     graph.add_edge("output_renderer", END)
     return graph
 

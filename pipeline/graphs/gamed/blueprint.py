@@ -5,6 +5,8 @@ import json
 import logging
 import re
 
+from langgraph.types import interrupt
+
 from pipeline.graphs.faults import stage
 from pipeline.graphs.gamed.knowledge import DISTRACTORS
 from pipeline.graphs.gamed.state import MAX_ITEMS, TEMPLATES
@@ -148,7 +150,41 @@ def blueprint_validator(state: dict) -> dict:
 
 
 def after_validation(state: dict) -> str:
-    return "output_renderer" if state["validation"]["valid"] else "blueprint_generator"
+    if not state["validation"]["valid"]:
+        return "blueprint_generator"
+    return "human_review" if state.get("review") else "output_renderer"
+
+
+class BlueprintRejected(RuntimeError):
+    """The operator who reviewed the blueprint rejected it."""
+
+
+REVIEW_HINT = (
+    'Answer "approve" to publish it, "reject" to stop, or {"blueprint": {...}} with an edited '
+    "blueprint to publish instead."
+)
+
+
+@stage
+def human_review(state: dict) -> dict:
+    """With `review` on, an operator approves, edits or rejects the blueprint."""
+    blueprint = state["blueprint"]
+    answer = interrupt(
+        {
+            "question": f"Publish the {blueprint['template']} game {blueprint['title']!r}?",
+            "choices": ["approve", "reject"],
+            "hint": REVIEW_HINT,
+            "blueprint": blueprint,
+        }
+    )
+    if answer == "approve":
+        return {"review_decision": "approved"}
+    if isinstance(answer, dict) and isinstance(answer.get("blueprint"), dict):
+        edited = {**blueprint, **answer["blueprint"]}
+        if errors := validate_blueprint(edited):
+            raise BlueprintRejected(f"the edited blueprint is invalid: {'; '.join(errors)}")
+        return {"blueprint": edited, "review_decision": "edited"}
+    raise BlueprintRejected(f"the reviewer rejected the blueprint (answer: {answer!r})")
 
 
 @stage
@@ -163,6 +199,7 @@ def output_renderer(state: dict) -> dict:
             "template": blueprint["template"],
             "items": len(blueprint["items"]),
             "drafts": state["blueprint_attempts"],
+            "review": state.get("review_decision", "none"),
             "router_confidence": state["route"]["confidence"],
             "checksum": hashlib.sha256(body.encode()).hexdigest(),
         }

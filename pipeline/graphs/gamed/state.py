@@ -10,6 +10,7 @@ STAGES = [
     "scene_generator",
     "blueprint_generator",
     "blueprint_validator",
+    "human_review",
     "output_renderer",
 ]
 
@@ -24,6 +25,8 @@ class GamedInput(BaseModel):
 
     question: Annotated[str, Field(min_length=3, max_length=1000)]
     max_blueprint_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    # An operator approves or edits the blueprint before it is rendered (human_review).
+    review: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -74,4 +77,6 @@ class GamedState(TypedDict, total=False):
     blueprint: dict
     blueprint_attempts: int
     validation: dict
+    review: bool
+    review_decision: str
     output: dict

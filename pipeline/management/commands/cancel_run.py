@@ -15,3 +15,6 @@ class Command(RunActionCommand):
         if run.status == RunStatus.CANCELLED:
             return f"Run {run.pk} cancelled."
         return f"Run {run.pk} will stop at its next stage boundary."
+
+    def waited(self, run) -> None:
+        """Stopping is what was asked: the run having stopped is success."""

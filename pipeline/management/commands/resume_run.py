@@ -1,6 +1,5 @@
 from pipeline import services
 from pipeline.management.output import RunActionCommand
-from pipeline.models import RunStatus
 
 
 class Command(RunActionCommand):
@@ -12,7 +11,3 @@ class Command(RunActionCommand):
 
     def done_message(self, run) -> str:
         return f"Queued run {run.pk} to resume."
-
-    def waited(self, run) -> None:
-        if run.status != RunStatus.SUCCEEDED:
-            raise SystemExit(1)

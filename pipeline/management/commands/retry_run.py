@@ -5,10 +5,10 @@ from pipeline.exceptions import PipelineError
 from pipeline.management.output import (
     add_json_arguments,
     cli_actor,
+    exit_for,
     read_json_argument,
     watch_run,
 )
-from pipeline.models import RunStatus
 from pipeline.selectors import find_run
 
 
@@ -29,6 +29,11 @@ class Command(BaseCommand):
         add_json_arguments(
             parser, "context", "a runtime context replacing the run's (default: the run's own)"
         )
+        parser.add_argument(
+            "--replay-answers",
+            action="store_true",
+            help="answer questions (interrupt()) the lineage already answered, without waiting",
+        )
         parser.add_argument("--reason", default="", help="why (recorded with the retry)")
         parser.add_argument("--dry-run", action="store_true", help="show the plan, create nothing")
         parser.add_argument("--wait", action="store_true", help="follow the new run until it ends")
@@ -48,6 +53,7 @@ class Command(BaseCommand):
                 return
             retry = services.retry_run(
                 run=run,
+                replay_answers=options["replay_answers"],
                 actor=cli_actor(),
                 reason=options["reason"],
                 **target,
@@ -63,9 +69,7 @@ class Command(BaseCommand):
         if not options["wait"]:
             self.stdout.write(f"  see {retry.admin_url}")
             return
-        retry = watch_run(retry, self.stdout, self.style, timeout=options["timeout"])
-        if retry.status != RunStatus.SUCCEEDED:
-            raise SystemExit(1)
+        exit_for(watch_run(retry, self.stdout, self.style, timeout=options["timeout"]))
 
     def _print_plan(self, plan: services.RetryPlan) -> None:
         data = plan.to_dict()

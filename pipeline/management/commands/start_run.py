@@ -5,10 +5,10 @@ from pipeline.exceptions import PipelineError
 from pipeline.management.output import (
     add_json_arguments,
     cli_actor,
+    exit_for,
     read_json_argument,
     watch_run,
 )
-from pipeline.models import RunStatus
 
 
 class Command(BaseCommand):
@@ -41,6 +41,4 @@ class Command(BaseCommand):
         if not options["wait"]:
             self.stdout.write(f"  see {run.admin_url}")
             return
-        run = watch_run(run, self.stdout, self.style, timeout=options["timeout"])
-        if run.status != RunStatus.SUCCEEDED:
-            raise SystemExit(1)
+        exit_for(watch_run(run, self.stdout, self.style, timeout=options["timeout"]))
