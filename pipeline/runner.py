@@ -30,7 +30,7 @@ from psycopg_pool import PoolTimeout
 from pipeline import aio, progress, services, stagelogs
 from pipeline.callbacks import StageCallbacks, describe_error
 from pipeline.exceptions import LeaseLost, RunCancelled
-from pipeline.forking import graph_saver
+from pipeline.forking import ERROR_CHANNELS, checkpoint_config, graph_saver
 from pipeline.graphs import PATH_SEPARATOR, compiled_graph, context_for, is_async
 from pipeline.models import (
     PipelineRun,
@@ -351,6 +351,7 @@ class StageRecorder:
     callbacks: StageCallbacks = field(default_factory=StageCallbacks)
     started_from: dict[str, str] = field(default_factory=dict)
     running: dict[str, tuple[int, float]] = field(default_factory=dict)
+    namespace_of: dict[str, str] = field(default_factory=dict)
     values: dict = field(default_factory=dict)
     current_checkpoint: dict[str, str] = field(default_factory=dict)
     earlier_attempts: Counter = field(default_factory=Counter)
@@ -410,6 +411,7 @@ class StageRecorder:
         )
         self.logs.start_stage(str(self.run.pk), task_id)
         self.running[task_id] = (self.next_order, time.monotonic())
+        self.namespace_of[task_id] = namespace
         self.next_order += 1
 
     def on_task_result(self, namespace: str, data: dict) -> None:
@@ -455,6 +457,37 @@ class StageRecorder:
             )
         self.waiting_rows.clear()
         self.asked.clear()
+
+    def settle_cut_short(self, saver) -> None:
+        """After a stage failed: a sibling still running when LangGraph stopped the step may
+        have finished and saved its writes all the same (the stream just did not report it).
+        Such a stage succeeded, and a retry reuses its work: record it so."""
+        by_namespace: dict[str, list[str]] = {}
+        for task_id in self.running:
+            by_namespace.setdefault(self.namespace_of.get(task_id, ""), []).append(task_id)
+        for namespace, task_ids in by_namespace.items():
+            latest = saver.get_tuple(checkpoint_config(self.run.thread_id, namespace=namespace))
+            saved: dict[str, dict] = {}
+            for task_id, channel, value in (latest.pending_writes or []) if latest else ():
+                if channel not in ERROR_CHANNELS:
+                    saved.setdefault(task_id, {})
+                    if not channel.startswith(("__", "branch:")):
+                        saved[task_id][channel] = value
+            for task_id in task_ids:
+                if task_id in saved:
+                    order, started = self.running.pop(task_id)
+                    self.writer.update(
+                        self.run.pk,
+                        order,
+                        {
+                            **self._logs(task_id),
+                            "status": StageStatus.SUCCEEDED,
+                            "finished_at": timezone.now(),
+                            "duration_ms": int((time.monotonic() - started) * 1000),
+                            "output_snapshot": capped(saved[task_id]),
+                        },
+                        check=False,
+                    )
 
     def _logs(self, task_id: str) -> dict:
         """The stage's captured log records, as fields of its row (none: nothing to write)."""
@@ -629,6 +662,9 @@ def execute_run(run_id: str) -> str:
         # A database or checkpointer outage is not the pipeline's fault: resumable.
         status = RunStatus.INTERRUPTED if is_outage(exc) else RunStatus.FAILED
         end = RunEnd(worker, status, {"error_message": message, "error_traceback": tb})
+        if not is_outage(exc):
+            with contextlib.suppress(Exception):
+                recorder.settle_cut_short(graph_saver(run.graph))
         # Stages still running were cut short by LangGraph when this error ended the step.
         cut_short = StageStatus.INTERRUPTED if is_outage(exc) else StageStatus.CANCELLED
         _close_quietly(recorder, end, cut_short, f"Stopped: {message}")

@@ -153,7 +153,8 @@ def test_parallel_and_send_tasks_retry_alone_and_rows_say_what_ran(workers, node
     jokes = list(run.stages.filter(stage_name="write_joke").order_by("stage_order"))
     dogs = next(s for s in jokes if s.input_snapshot == {"subject": "dogs"})
     assert dogs.status == StageStatus.FAILED
-    # LangGraph stops a failed task's siblings: those it cut short say so, and run again.
+    # LangGraph stops a failed task's siblings: those it cut short before they saved their work
+    # say so, and run again; those that saved it succeeded, and are reused.
     cut_short = [s.input_snapshot["subject"] for s in jokes if s.status != StageStatus.SUCCEEDED]
     assert {s.status for s in jokes if s is not dogs} <= {
         StageStatus.SUCCEEDED,
