@@ -77,7 +77,15 @@ def is_postgres() -> bool:
     return "postgres" in checkpoint_database()["ENGINE"]
 
 
-POOL_KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+def _pool_options() -> dict:
+    return {
+        "min_size": 1,
+        "max_size": settings.CHECKPOINT_POOL_SIZE,
+        "kwargs": {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        "name": "gamed-checkpoints",
+    }
+
+
 SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 
 
@@ -89,16 +97,8 @@ def _open(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
         for pragma in SQLITE_PRAGMAS:
             conn.execute(pragma)
         return SqliteSaver(conn), conn
-    pool = ConnectionPool(
-        key,
-        min_size=1,
-        max_size=settings.CHECKPOINT_POOL_SIZE,
-        kwargs=POOL_KWARGS,
-        # A connection broken by a database restart is replaced instead of handed out.
-        check=check_idle_connection,
-        open=True,
-        name="gamed-checkpoints",
-    )
+    # A connection broken by a database restart is replaced instead of handed out.
+    pool = ConnectionPool(key, **_pool_options(), check=check_idle_connection, open=True)
     return PostgresSaver(pool), pool
 
 
@@ -109,13 +109,7 @@ async def _open_async(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
             await conn.execute(pragma)
         return AsyncSqliteSaver(conn), conn
     pool = AsyncConnectionPool(
-        key,
-        min_size=1,
-        max_size=settings.CHECKPOINT_POOL_SIZE,
-        kwargs=POOL_KWARGS,
-        check=check_idle_connection_async,
-        open=False,
-        name="gamed-checkpoints-async",
+        key, **_pool_options(), check=check_idle_connection_async, open=False
     )
     await pool.open()
     return AsyncPostgresSaver(pool), pool

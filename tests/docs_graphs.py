@@ -63,6 +63,16 @@ def build_async() -> StateGraph:
 
 
 # A subgraph as a node: prepare -> review (draft -> check -> polish) -> publish.
+SUBGRAPH_STAGES = [
+    "prepare",
+    "review",
+    "review > draft",
+    "review > check",
+    "review > polish",
+    "publish",
+]
+
+
 def build_subgraph() -> StateGraph:
     review = StateGraph(State)
     review.add_node("draft", step("draft"))

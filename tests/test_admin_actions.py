@@ -158,7 +158,7 @@ def test_a_refusal_of_the_service_is_shown_and_changes_nothing(operator_client):
     assert response.redirect_chain[-1][0] == run.admin_path
     [message] = list(response.context["messages"])
     assert message.level_tag == "error"
-    assert "only a pending, running or interrupted run can be cancelled" in str(message)
+    assert "only a pending, running, waiting or interrupted run can be cancelled" in str(message)
     assert state_of_everything() == before
 
 

@@ -262,7 +262,8 @@ def test_graph_layout_puts_the_validator_loop_on_a_back_edge():
     assert back == [("blueprint_validator", "blueprint_generator")]
     layers = {name: node.layer for name, node in layout.nodes.items()}
     assert layers["__start__"] == 0
-    assert layers["output_renderer"] == layers["blueprint_validator"] + 1
+    assert layers["human_review"] == layers["blueprint_validator"] + 1
+    assert layers["output_renderer"] == layers["human_review"] + 1
     assert layers["__end__"] == max(layers.values())
     ys = [node.y for node in layout.nodes.values()]
     assert len(set(ys)) == len(ys)  # a chain: one node per layer

@@ -11,6 +11,7 @@ from pipeline.models import PipelineRun
 from tests.api.conftest import ALL_PERMS, ApiClient, make_user
 from tests.conftest import EXTRA_GRAPHS, child_env, manage
 from tests.console import OPERATOR_PERMS, login, staff_user
+from tests.docs_graphs import SUBGRAPH_STAGES
 
 pytestmark = pytest.mark.django_db
 
@@ -72,14 +73,7 @@ def test_graph_description_publishes_the_input_and_context_schemas_it_enforces(a
     context = api.get("/graphs/docs_context").json()["context_schema"]
     assert context["required"] == ["user_name"]
     assert api.get("/graphs/docs_async").json()["asynchronous"] is True
-    assert api.get("/graphs/docs_subgraph").json()["stages"] == [
-        "prepare",
-        "review",
-        "review > draft",
-        "review > check",
-        "review > polish",
-        "publish",
-    ]
+    assert api.get("/graphs/docs_subgraph").json()["stages"] == SUBGRAPH_STAGES
 
 
 MESSAGES = [

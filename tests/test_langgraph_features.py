@@ -20,6 +20,7 @@ from pipeline.services import cancel_run, retry_run, start_run
 from tests.api.conftest import ApiClient, make_user
 from tests.conftest import child_env, manage, wait_for_runs
 from tests.console import VIEW_PERMS, login, staff_user
+from tests.docs_graphs import SUBGRAPH_STAGES
 from tests.helpers import assert_stage_checkpoints_match_history
 
 pytestmark = pytest.mark.worker
@@ -130,14 +131,7 @@ def test_subgraph_stages_are_recorded_under_their_parent_and_retried_inside_it(
     # Admin and the API show inner stages under their subgraph stage.
     page = login(staff_user("viewer", *VIEW_PERMS)).get(from_inner.admin_path)
     names = [row["stage"].stage_name for row in page.context["stage_rows"]]
-    assert names == [
-        "prepare",
-        "review",
-        "review > draft",
-        "review > check",
-        "review > polish",
-        "publish",
-    ]
+    assert names == SUBGRAPH_STAGES
     listed = api_client().get(f"/runs/{from_inner.pk}/stages").json()
     check = next(s for s in listed if s["stage_name"] == "review > check")
     review = next(s for s in listed if s["stage_name"] == "review")

@@ -184,7 +184,8 @@ def test_plan_retry_writes_nothing():
     plan = plan_retry(run=parent, from_stage="scene_generator", state_patch={"question": "Other?"})
 
     assert PipelineRun.objects.count() == 1
-    assert plan.to_dict()["will_run"] == AFTER_SCENE
+    # What can run after it: the review stage too, which only runs with `review` on.
+    assert plan.to_dict()["will_run"] == [*AFTER_SCENE[:-1], "human_review", "output_renderer"]
     assert [s["stage"] for s in plan.to_dict()["reused_stages"]] == [
         "input_enhancer",
         "domain_knowledge_retriever",

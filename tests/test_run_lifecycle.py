@@ -130,7 +130,7 @@ def test_resume_and_cancel_refuse_runs_in_the_wrong_state(queued):
 
     with pytest.raises(Conflict, match="only an interrupted or cancelled run can be resumed"):
         resume_run(run=failed)
-    with pytest.raises(Conflict, match="only a pending, running or interrupted run"):
+    with pytest.raises(Conflict, match="only a pending, running, waiting or interrupted run"):
         cancel_run(run=succeeded)
     assert not AuditRecord.objects.filter(action__in=[AuditAction.CANCEL, AuditAction.RESUME])
 

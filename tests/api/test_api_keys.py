@@ -141,6 +141,7 @@ OPEN_OPERATIONS = {("get", "/api/graphs"), ("get", "/api/graphs/{name}"), ("get"
 ACTION_BODIES = {
     "/api/runs": {"graph": "gamed", "input": {"question": "Why?"}},
     "/api/runs/{run_id}/retry": {"from_stage": "input_enhancer"},
+    "/api/runs/{run_id}/answer": {"value": "approve"},
 }
 
 

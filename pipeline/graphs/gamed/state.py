@@ -13,6 +13,8 @@ STAGES = [
     "human_review",
     "output_renderer",
 ]
+# Asks an operator to approve the blueprint; only runs started with `review` reach it.
+REVIEW_STAGE = "human_review"
 
 TEMPLATES = ("label_diagram", "sequencing", "sorting", "multiple_choice")
 MAX_ITEMS = 8
