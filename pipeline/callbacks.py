@@ -1,10 +1,12 @@
 """LangChain callbacks of a run: what happens inside its stages that LangGraph's stream does not
 show, attached through the run's config so that no node needs code for it."""
 
+import threading
 from collections import defaultdict
 from typing import Any
 from uuid import UUID
 
+from django.db import connections
 from django.utils import timezone
 from langchain_core.callbacks import BaseCallbackHandler
 from langgraph.errors import GraphBubbleUp
@@ -28,6 +30,7 @@ class StageCallbacks(BaseCallbackHandler):
     run_inline = True
 
     def __init__(self):
+        self._home = threading.get_ident()
         self._tries: dict[UUID, str] = {}
         self._open: set[str] = set()
         self.failed_tries: defaultdict[str, list[dict]] = defaultdict(list)
@@ -54,17 +57,24 @@ class StageCallbacks(BaseCallbackHandler):
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         if (task_id := self._tries.pop(run_id, None)) is not None:
-            self._open.discard(task_id)
+            self._task_ended(task_id)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         if (task_id := self._tries.pop(run_id, None)) is None:
             return
-        self._open.discard(task_id)
+        self._task_ended(task_id)
         # An interrupt or a Command to the parent graph is how a node hands over, not a failure.
         if not isinstance(error, GraphBubbleUp):
             self.failed_tries[task_id].append(
                 {"error": describe_error(error)[:2000], "at": timezone.now().isoformat()}
             )
+
+    def _task_ended(self, task_id: str) -> None:
+        self._open.discard(task_id)
+        if threading.get_ident() != self._home:
+            # A node LangGraph ran in its thread pool may have used Django's ORM: that thread's
+            # connections would stay open until the thread is collected, one per thread.
+            connections.close_all()
 
     def tries(self, task_id: str, *, failed: bool) -> dict:
         """The stage row's `tries` and `retry_errors` for a task that ended."""

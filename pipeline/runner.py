@@ -31,7 +31,13 @@ from pipeline import aio, progress, services, stagelogs
 from pipeline.callbacks import StageCallbacks, describe_error
 from pipeline.exceptions import LeaseLost, RunCancelled
 from pipeline.forking import ERROR_CHANNELS, checkpoint_config, graph_saver
-from pipeline.graphs import PATH_SEPARATOR, compiled_graph, context_for, is_async
+from pipeline.graphs import (
+    PATH_SEPARATOR,
+    compiled_graph,
+    context_for,
+    has_subgraphs,
+    is_async,
+)
 from pipeline.models import (
     PipelineRun,
     Question,
@@ -551,7 +557,8 @@ def stream_graph(run: PipelineRun, recorder: StageRecorder, control: "RunControl
         "stream_mode": ["checkpoints", "tasks"],
         "version": "v2",
         "durability": "sync",
-        "subgraphs": True,
+        # Streaming subgraphs makes LangGraph run every task in its thread pool: only then.
+        "subgraphs": has_subgraphs(run.graph),
     }
     if not asynchronous:
         for event in graph.stream(start, config, **options):

@@ -361,3 +361,23 @@ def build_approval_with_deadline() -> StateGraph:
     builder.interrupt_timeout = 60
     builder.interrupt_default = "reject"
     return builder
+
+
+def build_orm_subgraph() -> StateGraph:
+    """A subgraph whose node reads the Django database, as a node of a project might."""
+
+    def count_runs(state: State, config: RunnableConfig) -> dict:
+        from pipeline.models import PipelineRun
+
+        record(config, "count_runs")
+        return {"visited": [f"{PipelineRun.objects.count()} runs"]}
+
+    inner = StateGraph(State)
+    inner.add_node("count_runs", count_runs)
+    inner.add_edge(START, "count_runs")
+    inner.add_edge("count_runs", END)
+    builder = StateGraph(State)
+    builder.add_node("lookup", inner.compile())
+    builder.add_edge(START, "lookup")
+    builder.add_edge("lookup", END)
+    return builder

@@ -94,6 +94,15 @@ def is_async(name: str) -> bool:
     return any(_async_only(node.runnable) for node in _all_nodes(state_graph(name)))
 
 
+def has_subgraphs(name: str) -> bool:
+    """Does the graph run subgraphs whose stages the console should record? Compiled graphs
+    added as nodes are found; a graph that calls a subgraph from inside a node says so with
+    `stream_subgraphs = True` on its builder or StateGraph."""
+    if graph_attribute(name, "stream_subgraphs", False):
+        return True
+    return any(_subgraph(spec.runnable) is not None for spec in _all_nodes(state_graph(name)))
+
+
 def _async_only(runnable: Any) -> bool:
     return getattr(runnable, "func", None) is None and getattr(runnable, "afunc", None) is not None
 
