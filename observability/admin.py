@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
+from observability.auth import can_view_runs
 from observability.forms import ReasonForm, RetryForm, StartRunForm
 from observability.run_page import (
     build_timeline,
@@ -61,11 +62,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def may_act_on_runs(request: HttpRequest, permission: str) -> bool:
+    """An action answers with runs (a retry preview shows a run's state): like the API, it
+    needs the view permission on runs besides its own."""
+    return can_view_runs(request.user) and request.user.has_perm(
+        f"pipeline.{permission}_pipelinerun"
+    )
+
+
 class RetryAdminMixin:
     """Permission check and the one-message report shared by the retry actions."""
 
     def has_retry_permission(self, request) -> bool:
-        return request.user.has_perm("pipeline.retry_pipelinerun")
+        return may_act_on_runs(request, "retry")
 
     def report_retries(self, request, result: services.BulkRetry) -> None:
         retried = result.retried
@@ -284,7 +293,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     # Permissions ---------------------------------------------------------------------------
 
     def has_run_permission(self, request: HttpRequest, permission: str) -> bool:
-        return request.user.has_perm(f"pipeline.{permission}_pipelinerun")
+        return may_act_on_runs(request, permission)
 
     def run_buttons(self, request: HttpRequest, run: PipelineRun) -> list[dict]:
         """The object tools this user may use on this run in its current status."""
