@@ -470,7 +470,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 for key, change in (plan.state_diff.items() if plan else [])
             ],
         )
-        return TemplateResponse(request, "admin/pipeline/pipelinerun/retry.html", context)
+        return _form_page(request, "admin/pipeline/pipelinerun/retry.html", context, form)
 
     def run_action_view(self, request, run_id, action: RunAction):
         """Cancel, resume or rerun: a confirmation page (GET), then the service (POST)."""
@@ -495,7 +495,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             form=form,
             applicable=action.applies_to(run),
         )
-        return TemplateResponse(request, "admin/pipeline/pipelinerun/run_action.html", context)
+        return _form_page(request, "admin/pipeline/pipelinerun/run_action.html", context, form)
 
     # Starting runs, statistics -------------------------------------------------------------
 
@@ -526,7 +526,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 self.message_user(request, f"Started {run}.", messages.SUCCESS)
                 return redirect(run.admin_path)
         context = self._context(request, title="Start a run", form=form)
-        return TemplateResponse(request, "admin/pipeline/pipelinerun/start.html", context)
+        return _form_page(request, "admin/pipeline/pipelinerun/start.html", context, form)
 
     STATS_WINDOWS = {"1": "last 24 hours", "7": "last 7 days", "30": "last 30 days", "all": "all"}
 
@@ -618,6 +618,12 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     @admin.display(description="root run")
     def root_run_link(self, run):
         return _run_link(run.root_run)
+
+
+def _form_page(request, template: str, context: dict, form) -> TemplateResponse:
+    # A form sent back with errors is a refused request: 400, like the API's refusals.
+    status = 400 if form.errors else 200
+    return TemplateResponse(request, template, context, status=status)
 
 
 def _when(moment) -> str:

@@ -1,7 +1,6 @@
-import json
-
 from django import forms
 
+from pipeline.lib import load_json
 from pipeline.models import StageExecution, StageStatus
 
 
@@ -33,9 +32,9 @@ class RetryForm(forms.Form):
         if not text:
             return None
         try:
-            patch = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise forms.ValidationError(f"The state patch is not valid JSON: {error}.") from None
+            patch = load_json(text)
+        except ValueError as error:
+            raise forms.ValidationError(f"The state patch is {error}.") from None
         if not isinstance(patch, dict):
             raise forms.ValidationError(
                 'The state patch must be a JSON object of state keys to values, e.g. {"key": 1}.'
@@ -92,6 +91,6 @@ class StartRunForm(forms.Form):
 
     def clean_input(self) -> object:
         try:
-            return json.loads(self.cleaned_data["input"])
-        except json.JSONDecodeError as error:
-            raise forms.ValidationError(f"The input is not valid JSON: {error}.") from None
+            return load_json(self.cleaned_data["input"])
+        except ValueError as error:
+            raise forms.ValidationError(f"The input is {error}.") from None

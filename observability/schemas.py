@@ -5,8 +5,9 @@ from uuid import UUID
 from django.db.models import Q
 from django.utils import timezone
 from ninja import Field, FilterSchema, Schema
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator, ConfigDict, model_validator
 
+from pipeline.lib import json_problem
 from pipeline.models import RunStatus
 from pipeline.selectors import run_totals, runs_failed_at, runs_in_lineage
 
@@ -24,25 +25,23 @@ def _to_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 class RejectsNul:
-    """Input schemas refuse NUL characters, which Postgres cannot store in text or JSON."""
+    """Input schemas refuse NUL characters, which Postgres cannot store in text or JSON, and
+    JSON nested deeper than any graph needs."""
 
     @model_validator(mode="before")
     @classmethod
     def _no_nul(cls, data: Any) -> Any:
-        if _has_nul(getattr(data, "_obj", data)):
-            raise ValueError("text must not contain NUL (\\u0000) characters")
+        if problem := json_problem(getattr(data, "_obj", data)):
+            raise ValueError(problem)
         return data
+
+
+class BodyIn(RejectsNul, Schema):
+    """A request body: a JSON object of known fields only (a misspelt one is refused, not
+    ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class ErrorOut(Schema):
@@ -165,7 +164,7 @@ def run_detail_payload(run) -> dict:
     }
 
 
-class RunCreateIn(RejectsNul, Schema):
+class RunCreateIn(BodyIn):
     graph: str = Field(description="A registered graph (see GET /api/graphs).", max_length=100)
     input: dict[str, Any] = Field(description="Validated against the graph's input schema.")
     reason: str = Field("", max_length=2000)
@@ -239,12 +238,15 @@ class CheckpointStateOut(CheckpointOut):
 # Actions ---------------------------------------------------------------------------------------
 
 
-class RetryIn(RejectsNul, Schema):
+class RetryIn(BodyIn):
     from_stage: str | None = Field(
         None, description="Stage name; its latest execution in the run is the target."
     )
     stage_execution_id: int | None = Field(
-        None, description="A specific stage execution (e.g. the second pass of a loop)."
+        None,
+        ge=1,
+        le=2**63 - 1,
+        description="A specific stage execution (e.g. the second pass of a loop).",
     )
     state_patch: dict[str, Any] | None = Field(
         None, description="Values set on the state's channels before the stage runs."
@@ -273,14 +275,14 @@ class RetryPlanOut(Schema):
     notes: list[str]
 
 
-class ActionIn(RejectsNul, Schema):
+class ActionIn(BodyIn):
     reason: str = Field("", max_length=2000)
 
 
 BULK_RETRY_MAX = 50
 
 
-class BulkRetryIn(RejectsNul, Schema):
+class BulkRetryIn(BodyIn):
     status: Literal["failed", "cancelled", "interrupted", "succeeded"] = "failed"
     graph: str | None = None
     failed_stage: str | None = Field(None, description="Only runs in which this stage failed.")

@@ -33,6 +33,7 @@ from pipeline.graphs import (
     validate_context,
     validate_input,
 )
+from pipeline.lib import json_problem
 from pipeline.models import (
     CHECKPOINTS_KEPT_STATUSES,
     AuditAction,
@@ -89,6 +90,13 @@ SYSTEM = Actor()
 REAPER = Actor(label="reaper")
 
 
+def refuse_unstorable(**values) -> None:
+    """A run's data must be storable on every database: no NUL, no absurd nesting."""
+    for name, value in values.items():
+        if problem := json_problem(value):
+            raise InvalidInput(f"{name}: {problem}.")
+
+
 def audit(
     action: AuditAction,
     actor: Actor,
@@ -99,6 +107,7 @@ def audit(
     **details,
 ) -> AuditRecord:
     """Record an operator action; called inside the action's own transaction."""
+    refuse_unstorable(reason=reason)
     return AuditRecord.objects.create(
         action=action,
         via=actor.via,
@@ -121,6 +130,7 @@ def start_run(
 ) -> PipelineRun:
     """Validate `input` (and the runtime `context`) against the graph's schemas, record a
     pending run, queue it."""
+    refuse_unstorable(input=input, context=context)
     data = validate_input(graph, input)
     runtime_context = validate_context(graph, context)
     with transaction.atomic():
@@ -253,6 +263,7 @@ def plan_retry(
 ) -> RetryPlan:
     """Decide how a retry of `run` from a stage would resume (with the run's runtime context,
     or `context` instead). Writes nothing."""
+    refuse_unstorable(state_patch=state_patch, context=context)
     _check_retryable(run)
     try:
         current = set(stage_names(run.graph))
@@ -366,6 +377,7 @@ def retry_run(
 
 def _create_child(plan: RetryPlan, action: AuditAction, actor: Actor, reason: str) -> PipelineRun:
     run = plan.run
+    refuse_unstorable(reason=reason)  # before the fork: nothing to undo
     if active := _active_retry(run, plan.stage_name):
         raise _refuse_active(run, active)
     new_id = uuid.uuid4()

@@ -32,7 +32,9 @@ class LogLineOut(Schema):
 
 class LogFilter(Schema):
     stage: str | None = Field(None, description="Only this stage (all its executions).")
-    stage_order: int | None = Field(None, ge=1, description="Only this stage execution.")
+    stage_order: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="Only this stage execution."
+    )
     level: str | None = Field(
         None, description="Lowest level to include: DEBUG, INFO, WARNING, ERROR or CRITICAL."
     )

@@ -1,10 +1,11 @@
 """Runs: start one, list and filter them, read one with its stages, checkpoints and state."""
 
 import json
+from typing import Annotated
 from uuid import UUID
 
 from django.http import HttpRequest
-from ninja import Field, Query, Router, Schema, Status
+from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.pagination import PageNumberPagination, paginate
 from ninja.responses import NinjaJSONEncoder
 
@@ -32,6 +33,8 @@ from pipeline.snapshots import to_json
 
 router = Router(tags=["runs"])
 
+# Ids and orders beyond what their columns hold are refused, not sent to the database.
+StageId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 1_000_000  # keeps offsets within what databases accept
@@ -104,7 +107,7 @@ def run_stages(request: HttpRequest, run_id: UUID):
 @router.get(
     "/runs/{uuid:run_id}/stages/{int:stage_id}", response={200: StageDetailOut, **errors(404, 422)}
 )
-def stage_detail(request: HttpRequest, run_id: UUID, stage_id: int):
+def stage_detail(request: HttpRequest, run_id: UUID, stage_id: StageId):
     """One stage execution with its input and output snapshots, error and traceback."""
     stage = StageExecution.objects.filter(run_id=run_id, pk=stage_id).first()
     if stage is None:

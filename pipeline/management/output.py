@@ -1,5 +1,6 @@
 """Terminal output shared by the management commands."""
 
+import argparse
 import getpass
 import time
 
@@ -77,6 +78,22 @@ def watch_run(
         out.write(f"  error: {run.error_message}")
     out.write(f"  see {run.admin_url}")
     return run
+
+
+def count_option(high: int):
+    """An argparse type for a count from 1 to `high`: larger ones are typos, and databases
+    refuse a LIMIT beyond 64 bits."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 1 <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from 1 to {high}, got {value}")
+        return value
+
+    return count
 
 
 def cli_actor() -> Actor:

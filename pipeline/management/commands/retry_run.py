@@ -1,9 +1,8 @@
-import json
-
 from django.core.management.base import BaseCommand, CommandError
 
 from pipeline import services
 from pipeline.exceptions import PipelineError
+from pipeline.lib import load_json
 from pipeline.management.output import cli_actor, watch_run
 from pipeline.models import RunStatus
 from pipeline.selectors import find_run
@@ -32,9 +31,9 @@ class Command(BaseCommand):
         patch = None
         if options["patch"]:
             try:
-                patch = json.loads(options["patch"])
-            except json.JSONDecodeError as exc:
-                raise CommandError(f"--patch is not valid JSON: {exc}") from None
+                patch = load_json(options["patch"])
+            except ValueError as exc:
+                raise CommandError(f"--patch is {exc}") from None
         target = {
             "from_stage": options["from_stage"],
             "stage_execution_id": options["stage_execution"],

@@ -1,10 +1,10 @@
-import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from pipeline import services
 from pipeline.exceptions import PipelineError
+from pipeline.lib import load_json
 from pipeline.management.output import cli_actor, watch_run
 from pipeline.models import RunStatus
 
@@ -52,6 +52,6 @@ class Command(BaseCommand):
         else:
             text, where = options["input"], "--input"
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"{where} is not valid JSON: {exc}") from None
+            return load_json(text)
+        except ValueError as exc:
+            raise CommandError(f"{where} is {exc}") from None
