@@ -25,8 +25,8 @@ class ApiError(HttpError):
 
 
 class BadApiKey(AuthenticationError):
-    def __init__(self):
-        super().__init__(message="Invalid or revoked API key.")
+    def __init__(self, message: str = "Invalid or revoked API key."):
+        super().__init__(message=message)
 
 
 def bearer_token(request: HttpRequest) -> str | None:
@@ -50,7 +50,11 @@ class ApiKeyAuth(APIKeyHeader):
     param_name = "X-API-Key"
 
     def _get_key(self, request: HttpRequest) -> str | None:
-        return super()._get_key(request) or bearer_token(request)
+        # Every key a request carries must be the valid one: a second, bad key is not ignored.
+        keys = {key for key in (super()._get_key(request), bearer_token(request)) if key}
+        if len(keys) > 1:
+            raise BadApiKey("Two different API keys: send one, in X-API-Key or as a Bearer token.")
+        return next(iter(keys), None)
 
     def authenticate(self, request: HttpRequest, key: str | None) -> ApiKey | None:
         return authenticate_key(key)

@@ -23,6 +23,8 @@ def _to_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
+# Postgres stores no NUL character in text: the schema says so, and such text is refused (422).
+Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 
 
 class RejectsNul:
@@ -165,17 +167,17 @@ def run_detail_payload(run) -> dict:
 
 
 class RunCreateIn(BodyIn):
-    graph: str = Field(description="A registered graph (see GET /api/graphs).", max_length=100)
+    graph: Text = Field(description="A registered graph (see GET /api/graphs).", max_length=100)
     input: dict[str, Any] = Field(description="Validated against the graph's input schema.")
-    reason: str = Field("", max_length=2000)
+    reason: Text = Field("", max_length=2000)
 
 
 class RunFilter(RejectsNul, FilterSchema):
     status: RunStatus | None = None
-    graph: str | None = None
+    graph: Text | None = None
     root: UUID | None = Field(None, description="Runs in the retry tree of this root run.")
     parent: UUID | None = Field(None, description="Direct retries and reruns of this run.")
-    failed_stage: str | None = Field(None, description="Runs in which this stage failed.")
+    failed_stage: Text | None = Field(None, description="Runs in which this stage failed.")
     created_after: UtcDatetime | None = None
     created_before: UtcDatetime | None = None
 
@@ -239,7 +241,7 @@ class CheckpointStateOut(CheckpointOut):
 
 
 class RetryIn(BodyIn):
-    from_stage: str | None = Field(
+    from_stage: Text | None = Field(
         None, description="Stage name; its latest execution in the run is the target."
     )
     stage_execution_id: int | None = Field(
@@ -251,7 +253,7 @@ class RetryIn(BodyIn):
     state_patch: dict[str, Any] | None = Field(
         None, description="Values set on the state's channels before the stage runs."
     )
-    reason: str = Field("", max_length=2000)
+    reason: Text = Field("", max_length=2000)
     dry_run: bool = Field(False, description="Only preview what the retry would do.")
 
 
@@ -276,7 +278,7 @@ class RetryPlanOut(Schema):
 
 
 class ActionIn(BodyIn):
-    reason: str = Field("", max_length=2000)
+    reason: Text = Field("", max_length=2000)
 
 
 BULK_RETRY_MAX = 50
@@ -284,17 +286,17 @@ BULK_RETRY_MAX = 50
 
 class BulkRetryIn(BodyIn):
     status: Literal["failed", "cancelled", "interrupted", "succeeded"] = "failed"
-    graph: str | None = None
-    failed_stage: str | None = Field(None, description="Only runs in which this stage failed.")
+    graph: Text | None = None
+    failed_stage: Text | None = Field(None, description="Only runs in which this stage failed.")
     created_after: UtcDatetime | None = None
     created_before: UtcDatetime | None = None
-    from_stage: str | None = Field(
+    from_stage: Text | None = Field(
         None, description="Retry from this stage; by default from each run's failed stage."
     )
     limit: int = Field(
         BULK_RETRY_MAX, ge=1, le=BULK_RETRY_MAX, description="At most this many runs, newest first."
     )
-    reason: str = Field("", max_length=2000)
+    reason: Text = Field("", max_length=2000)
 
 
 class BulkRetriedOut(Schema):

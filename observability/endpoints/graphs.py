@@ -5,6 +5,7 @@ from ninja import Router
 
 from observability.auth import ApiError
 from observability.errors import errors
+from observability.openapi import links
 from observability.schemas import GraphOut
 from pipeline.exceptions import UnknownGraph
 from pipeline.graphs import (
@@ -34,7 +35,11 @@ def describe(name: str) -> dict:
     }
 
 
-@router.get("/graphs", response={200: list[GraphOut], **errors()})
+@router.get(
+    "/graphs",
+    response={200: list[GraphOut], **errors()},
+    openapi_extra=links(200, graph_detail={"name": "$response.body#/0/name"}),
+)
 def list_graphs(request: HttpRequest):
     """Every registered graph with its stages, input schema and edges."""
     return [describe(name) for name in registered_graphs()]
