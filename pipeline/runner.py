@@ -62,21 +62,20 @@ def lease_until(now):
 def claim(run_id: str, worker: str) -> PipelineRun | None:
     """Claim the run for `worker`; None if it is not claimable (or gone)."""
     now = timezone.now()
+    runs = PipelineRun.objects.filter(pk=run_id).claimable()
+    running = {
+        "status": RunStatus.RUNNING,
+        "worker": worker,
+        "heartbeat_at": now,
+        "lease_expires_at": lease_until(now),
+        "started_at": Coalesce("started_at", Value(now, output_field=DateTimeField())),
+        "finished_at": None,
+        "attempts": F("attempts") + 1,
+    }
     # Claim the run; another worker may have been handed the same task.
-    claimed = (
-        PipelineRun.objects.filter(pk=run_id)
-        .claimable()
-        .update(
-            status=RunStatus.RUNNING,
-            worker=worker,
-            heartbeat_at=now,
-            lease_expires_at=lease_until(now),
-            started_at=Coalesce("started_at", Value(now, output_field=DateTimeField())),
-            finished_at=None,
-            attempts=F("attempts") + 1,
-        )
-    )
-    return PipelineRun.objects.get(pk=run_id) if claimed else None
+    if runs.filter(status=RunStatus.PENDING).update(**running):
+        return PipelineRun.objects.get(pk=run_id)
+    return services.take_over_run(runs, **running)
 
 
 def renew_leases(run_ids: list, worker: str) -> int:

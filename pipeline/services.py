@@ -566,6 +566,32 @@ def _queue_again(runs, run: PipelineRun, actor: Actor, reason: str, **changes) -
     return True
 
 
+def take_over_run(runs, **running) -> PipelineRun | None:
+    """A worker continues an interrupted run that `runs` selects (a task for it was delivered
+    again), with the `running` fields of its claim: like a resume, the error it was interrupted
+    with moves to the audit trail, so a run that then succeeds shows no error. None if there is
+    no such run, or another worker took it first."""
+    with transaction.atomic():
+        run = runs.filter(status=RunStatus.INTERRUPTED).first()
+        if run is None:
+            return None
+        taken = runs.filter(pk=run.pk, status=RunStatus.INTERRUPTED).update(
+            **running, error_message="", error_traceback=""
+        )
+        if not taken:
+            return None
+        audit(
+            AuditAction.RESUME,
+            Actor(label=f"worker {running['worker']}"),
+            run=run,
+            result_run=run,
+            reason="taken over by a worker",
+            was=run.status,
+            previous_error=run.error_message,
+        )
+    return PipelineRun.objects.get(pk=run.pk)
+
+
 def resume_run(*, run: PipelineRun, actor: Actor = SYSTEM, reason: str = "") -> PipelineRun:
     """Continue an interrupted or cancelled run on its own thread from its latest checkpoint:
     completed stages (parallel siblings included) never run again; the stage that was cut
