@@ -56,8 +56,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_q",
+    # Before django_q: its `qcluster` command is pipeline's, which stops gracefully.
     "pipeline",
+    "django_q",
     "observability",
 ]
 
@@ -144,6 +145,8 @@ CHECKPOINT_POOL_SIZE = env_int("GAMED_CHECKPOINT_POOL_SIZE", 4, minimum=1)
 REDIS_URL = env_str("REDIS_URL")
 GAMED_WORKERS = env_int("GAMED_WORKERS", 2, minimum=1)
 GAMED_TASK_TIMEOUT = env_int("GAMED_TASK_TIMEOUT", 3600, minimum=10)
+# After SIGTERM, a qcluster has exited within this many seconds (README "Stopping workers").
+GAMED_SHUTDOWN_SECONDS = env_int("GAMED_SHUTDOWN_SECONDS", 10, minimum=3)
 
 Q_CLUSTER = {
     "name": env_str("GAMED_CLUSTER_NAME", "gamed"),

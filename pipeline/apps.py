@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class PipelineConfig(AppConfig):
     name = "pipeline"
     verbose_name = "Pipeline"
+
+    def ready(self):
+        from django_q.signals import post_spawn
+
+        from pipeline import shutdown
+
+        post_spawn.connect(shutdown.on_worker_spawn, dispatch_uid="gamed-worker-shutdown")

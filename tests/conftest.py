@@ -21,6 +21,7 @@ EXTRA_GRAPHS = {
     "test_chain": "tests.graphs:build_chain",
     "fanout": "tests.graphs:build_fanout",
     "chatty": "tests.graphs:build_chatty",
+    "sleepy": "tests.graphs:build_sleepy",
 }
 TEST_GRAPHS = json.dumps(EXTRA_GRAPHS)
 settings.GAMED_GRAPHS = {**settings.GAMED_GRAPHS, **EXTRA_GRAPHS}
