@@ -110,9 +110,19 @@ POSTGRES_KEEPALIVES = {
 }
 
 
+# The web process (gamed_console.asgi sets GAMED_PROCESS=web) takes its Postgres connections
+# from a pool of at most this many, whatever the load; a request waits for a free one (up to
+# GAMED_DB_POOL_TIMEOUT seconds) rather than opening another.
+WEB_PROCESS = env_str("GAMED_PROCESS") == "web"
+GAMED_DB_POOL_SIZE = env_int("GAMED_DB_POOL_SIZE", 8, minimum=2)
+GAMED_DB_POOL_TIMEOUT = env_float("GAMED_DB_POOL_TIMEOUT", 10.0)
+
+
 def _database(url: str) -> dict:
     # Workers are long-lived: reconnecting for every task costs more than the task's queries.
-    config = dj_database_url.parse(url, conn_max_age=env_int("GAMED_CONN_MAX_AGE", 60))
+    # The web process gives a connection back (to the pool) at the end of each request.
+    conn_max_age = 0 if WEB_PROCESS else env_int("GAMED_CONN_MAX_AGE", 60)
+    config = dj_database_url.parse(url, conn_max_age=conn_max_age)
     config["CONN_HEALTH_CHECKS"] = True
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # The web server, the workers and the checkpointer share one file: WAL lets readers
@@ -128,6 +138,12 @@ def _database(url: str) -> dict:
         # Django's backend, with a health check that needs no round trip on an idle connection.
         config["ENGINE"] = "gamed_console.postgresql"
         config["OPTIONS"] = {**POSTGRES_KEEPALIVES, **config.get("OPTIONS", {})}
+        if WEB_PROCESS:
+            config["OPTIONS"]["pool"] = {
+                "min_size": 1,
+                "max_size": GAMED_DB_POOL_SIZE,
+                "timeout": GAMED_DB_POOL_TIMEOUT,
+            }
     else:
         raise ImproperlyConfigured("DATABASE_URL must be a sqlite:// or postgres:// URL")
     return config
@@ -213,6 +229,8 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# The ASGI app serves STATIC_URL itself (`make run`); in production the proxy serves STATIC_ROOT.
+GAMED_SERVE_STATIC = env_bool("GAMED_SERVE_STATIC", False)
 
 LOGIN_URL = "admin:login"
 

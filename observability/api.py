@@ -6,7 +6,6 @@ shape: `{"detail": ..., "code": ...}`.
 
 import logging
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -18,6 +17,7 @@ from ninja.parser import Parser
 from observability.auth import API_AUTH, ApiError, BadApiKey, docs_access, needs_view_permission
 from observability.endpoints import actions, events, graphs, health, logs, runs
 from observability.errors import status_for
+from observability.middleware import too_large_detail
 from pipeline.exceptions import PipelineError
 from pipeline.lib import load_json
 
@@ -117,8 +117,7 @@ def http_error(request: HttpRequest, exc: HttpError):
 
 @api.exception_handler(RequestDataTooBig)
 def too_large(request: HttpRequest, exc: RequestDataTooBig):
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    return error(request, 413, f"The body is larger than {limit} bytes.", "request_too_large")
+    return error(request, 413, too_large_detail(), "request_too_large")
 
 
 @api.exception_handler(Http404)

@@ -1,6 +1,7 @@
 """Under /api/, every error is JSON in the API's one shape, whoever answered it: Django's CSRF
 check, a disallowed host, a method no endpoint takes, an unexpected server error."""
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -16,6 +17,10 @@ CODES = {
     415: "unsupported_media_type",
     500: "server_error",
 }
+
+
+def too_large_detail() -> str:
+    return f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
 
 
 def _is_api(request: HttpRequest) -> bool:
