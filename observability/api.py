@@ -7,6 +7,7 @@ shape: `{"detail": ..., "code": ...}`.
 import logging
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI
@@ -123,6 +124,19 @@ def too_large(request: HttpRequest, exc: RequestDataTooBig):
 @api.exception_handler(Http404)
 def not_found(request: HttpRequest, exc: Http404):
     return error(request, 404, "Not found.", "not_found")
+
+
+@api.exception_handler(DatabaseOperationalError)
+def database_unavailable(request: HttpRequest, exc: DatabaseOperationalError):
+    # No free connection in the web process's pool in time, or the database is down: busy,
+    # not broken. The exception's type only: its message can name hosts and users.
+    logger.warning(
+        "API %s %s: database unavailable (%s)",
+        request.method,
+        request.path,
+        type(exc.__cause__ or exc).__name__,
+    )
+    return error(request, 503, "The database is busy or unreachable; try again.", "unavailable")
 
 
 @api.exception_handler(Exception)

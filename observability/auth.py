@@ -1,5 +1,6 @@
 """Who is calling the API: an API key (acting as its owner) or a staff session."""
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -138,20 +139,30 @@ def needs_view_permission(operation):
     return wrapper
 
 
-def access_check(request: HttpRequest) -> Callable[[], bool]:
+# Answers of `access_check`, by caller: many streams of one caller ask the database once.
+_verdicts: dict[str, tuple[float, bool]] = {}
+
+
+def access_check(request: HttpRequest, shared_for: float = 0.0) -> Callable[[], bool]:
     """For a response that outlives its request (an event stream): asks again, when called,
     whether the caller may still see runs, as a new request would: the key not revoked, its
-    owner (or the session's user, who must be staff) active and with the view permission."""
+    owner (or the session's user, who must be staff) active and with the view permission.
+    An answer less than `shared_for` seconds old, for the same caller, is reused."""
     who = caller(request)
 
     def still_allowed() -> bool:
+        asked_at, verdict = _verdicts.get(who.scope, (-shared_for, False))
+        if time.monotonic() - asked_at < shared_for:
+            return verdict
         if who.api_key is not None:
             key = ApiKey.objects.active().select_related("owner").filter(pk=who.api_key.pk).first()
             user = key.owner if key is not None else None
         else:
             users = get_user_model()._default_manager
             user = users.filter(pk=who.user.pk, is_staff=True).first()
-        return user is not None and user.is_active and can_view_runs(user)
+        verdict = user is not None and user.is_active and can_view_runs(user)
+        _verdicts[who.scope] = (time.monotonic(), verdict)
+        return verdict
 
     return still_allowed
 

@@ -22,7 +22,8 @@ def status_for(exc: PipelineError) -> int:
 
 
 def errors(*codes: int, body: bool = False) -> dict[int, type[ErrorOut]]:
-    """Response declarations for the OpenAPI schema: 401 and 403 always, plus `codes`; with
-    `body`, also how a write's body is refused (413 too large, 415 not JSON, 422 invalid)."""
+    """Response declarations for the OpenAPI schema: 401, 403 and 503 (the database busy or
+    down) always, plus `codes`; with `body`, also how a write's body is refused (413 too
+    large, 415 not JSON, 422 invalid)."""
     refusals = (413, 415, 422) if body else ()
-    return {code: ErrorOut for code in sorted({401, 403, *codes, *refusals})}
+    return {code: ErrorOut for code in sorted({401, 403, 503, *codes, *refusals})}

@@ -16,6 +16,7 @@ CODES = {
     413: "request_too_large",
     415: "unsupported_media_type",
     500: "server_error",
+    503: "unavailable",
 }
 
 

@@ -7,6 +7,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Header, Router
 
+from observability import events
 from observability.auth import access_check
 from observability.errors import errors
 from observability.events import STAGE_ENDED, astream_run_events, stream_run_events
@@ -64,7 +65,7 @@ def run_events(request: HttpRequest, run_id: UUID, last_event_id: LastEventId = 
     run = get_run(str(run_id))
     stream = astream_run_events if isinstance(request, ASGIRequest) else stream_run_events
     response = StreamingHttpResponse(
-        stream(run.pk, last_event_id, still_allowed=access_check(request)),
+        stream(run.pk, last_event_id, access_check(request, events.ACCESS_CHECK_SECONDS / 2)),
         content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"
