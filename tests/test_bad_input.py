@@ -4,16 +4,16 @@ an error on the admin form, a one-line error and a non-zero exit from a command.
 import json
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from observability.models import ApiKey, ApiKeyScope, IdempotentRequest
+from observability.models import ApiKey, IdempotentRequest
 from pipeline.models import AuditRecord, PipelineRun, RunStatus, StageExecution
-from tests.api.conftest import ALL_PERMS
+from tests.api.conftest import integration_key
 from tests.conftest import manage
-from tests.console import OPERATOR_PERMS, make_run
+from tests.console import OPERATOR_PERMS, login, make_run, staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -93,11 +93,7 @@ BAD_BODIES = {
 
 @pytest.fixture
 def key(db) -> str:
-    owner = User.objects.create(username="integration")
-    owner.user_permissions.set(
-        Permission.objects.filter(codename__in=[f"{p}_pipelinerun" for p in ALL_PERMS])
-    )
-    return ApiKey.objects.create_key(name="ci", owner=owner, scope=ApiKeyScope.WRITE)[1]
+    return integration_key()
 
 
 @pytest.mark.parametrize("endpoint", ["start", "retry", "rerun", "cancel", "resume", "bulk-retry"])
@@ -134,10 +130,7 @@ def test_a_bad_idempotency_key_is_refused_and_creates_nothing(runs, key, endpoin
 
 
 def test_api_errors_have_the_statuses_the_readme_gives_and_never_html(runs, key):
-    staff = User.objects.create(username="staff", is_staff=True)
-    staff.user_permissions.set(Permission.objects.filter(codename__in=OPERATOR_PERMS))
-    session = Client(enforce_csrf_checks=True)
-    session.force_login(staff)
+    session = login(staff_user("staff", *OPERATOR_PERMS), enforce_csrf_checks=True)
     anonymous = Client(enforce_csrf_checks=True)
     keyed = Client(enforce_csrf_checks=True, HTTP_X_API_KEY=key)
     body = json.dumps({"graph": "gamed", "input": {"question": QUESTION}})
@@ -169,11 +162,7 @@ def test_api_errors_have_the_statuses_the_readme_gives_and_never_html(runs, key)
 
 @pytest.fixture
 def operator_client(db) -> Client:
-    operator = User.objects.create(username="operator", is_staff=True)
-    operator.user_permissions.set(Permission.objects.filter(codename__in=OPERATOR_PERMS))
-    client = Client()
-    client.force_login(operator)
-    return client
+    return login(staff_user("operator", *OPERATOR_PERMS))
 
 
 BAD_JSON_TEXT = {

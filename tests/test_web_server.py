@@ -16,13 +16,11 @@ from pathlib import Path
 from urllib.request import Request, urlopen
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.db import connection
 
-from observability.models import ApiKey, ApiKeyScope
 from pipeline.models import PipelineRun, RunStatus
 from pipeline.services import start_run
-from tests.api.conftest import ALL_PERMS, recorded_run
+from tests.api.conftest import integration_key, recorded_run
 from tests.api.test_api_events import parse
 from tests.conftest import ROOT, child_env, require_postgres, wait_for_runs
 from tests.test_make_run import free_port, wait_for_http
@@ -72,11 +70,7 @@ def server(transactional_db, tmp_path):
 
 @pytest.fixture
 def key(transactional_db) -> str:
-    owner = User.objects.create(username="integration")
-    owner.user_permissions.set(
-        Permission.objects.filter(codename__in=[f"{p}_pipelinerun" for p in ALL_PERMS])
-    )
-    return ApiKey.objects.create_key(name="ci", owner=owner, scope=ApiKeyScope.WRITE)[1]
+    return integration_key()
 
 
 def open_stream(server: Server, key: str, run_id, last_event_id: str = "") -> HTTPResponse:
