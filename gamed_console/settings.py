@@ -161,7 +161,8 @@ CHECKPOINT_POOL_SIZE = env_int("GAMED_CHECKPOINT_POOL_SIZE", 4, minimum=1)
 REDIS_URL = env_str("REDIS_URL")
 GAMED_WORKERS = env_int("GAMED_WORKERS", 2, minimum=1)
 GAMED_TASK_TIMEOUT = env_int("GAMED_TASK_TIMEOUT", 3600, minimum=10)
-# After SIGTERM, a qcluster has exited within this many seconds (README "Stopping workers").
+# After SIGTERM, a qcluster has exited within this many seconds (README, "Stopping a worker
+# host").
 GAMED_SHUTDOWN_SECONDS = env_int("GAMED_SHUTDOWN_SECONDS", 10, minimum=3)
 
 Q_CLUSTER = {
