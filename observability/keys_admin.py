@@ -36,6 +36,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
             kwargs["initial"] = request.user.pk
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
+    def render_change_form(self, request, context, *args, **kwargs):
+        response = super().render_change_form(request, context, *args, **kwargs)
+        if context["adminform"].form.errors:
+            response.status_code = 400  # refused, as the console's other forms are
+        return response
+
     def save_model(self, request, obj, form, change):
         if not change:
             obj.shown_once = obj.set_new_secret()

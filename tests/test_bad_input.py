@@ -4,7 +4,7 @@ an error on the admin form, a one-line error and a non-zero exit from a command.
 import json
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
@@ -217,6 +217,21 @@ def test_admin_action_reasons_refuse_nul_and_change_nothing(operator_client, run
     response = operator_client.post(
         reverse(f"admin:pipeline_pipelinerun_{action}", args=[runs[run].pk]),
         {"reason": "why\x00not", "_confirm": "1"},
+    )
+
+    assert response.status_code == 400
+    assert everything() == before
+
+
+@pytest.mark.parametrize("name", ["n" * 101, "why\x00not", "  "])
+def test_admin_refuses_a_bad_api_key_name_and_makes_no_key(db, name):
+    keeper = staff_user("keeper")
+    keeper.user_permissions.add(*Permission.objects.filter(codename="add_apikey"))
+    before = everything()
+
+    response = login(keeper).post(
+        reverse("admin:observability_apikey_add"),
+        {"name": name, "owner": keeper.pk, "scope": "write"},
     )
 
     assert response.status_code == 400

@@ -282,5 +282,5 @@ def test_a_staff_user_can_only_make_keys_that_act_as_themselves(operator):
         "/admin/observability/apikey/add/",
         {"name": "sneaky", "owner": operator.pk, "scope": "write"},
     )
-    assert response.status_code == 200  # the form is shown again with an error
+    assert response.status_code == 400  # refused: the form is shown again with an error
     assert not ApiKey.objects.exists()
