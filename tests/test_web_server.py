@@ -64,7 +64,8 @@ class Server:
 
 @pytest.fixture
 def server(transactional_db, tmp_path):
-    served = Server(tmp_path)
+    # Requests queue for the pool as long as it takes: these tests are about the bound.
+    served = Server(tmp_path, GAMED_DB_POOL_TIMEOUT="120")
     yield served
     served.stop()
 
