@@ -59,3 +59,14 @@ def env_duration(name: str, default: str) -> int:
         return parse_duration(raw)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+def env_header(name: str) -> tuple[str, str] | None:
+    """ "X-Forwarded-Proto: https" as Django's (META key, value) pair; unset: None."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, colon, value = raw.partition(":")
+    if not (colon and header.strip() and value.strip()):
+        raise ImproperlyConfigured(f'{name} must look like "X-Forwarded-Proto: https", got {raw!r}')
+    return "HTTP_" + header.strip().upper().replace("-", "_"), value.strip()

@@ -7,7 +7,15 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 
-from gamed_console.env import env_bool, env_duration, env_float, env_int, env_list, env_str
+from gamed_console.env import (
+    env_bool,
+    env_duration,
+    env_float,
+    env_header,
+    env_int,
+    env_list,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("GAMED_VAR_DIR", str(BASE_DIR / "var")))
@@ -29,6 +37,18 @@ SECRET_KEY = env_str("SECRET_KEY") or _local_secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+# HTTPS in production (README "Settings"): all off by default, for `make run` on plain HTTP.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# Behind a proxy that terminates TLS: the header it sets on HTTPS requests, e.g.
+# "X-Forwarded-Proto: https". Only set it when the proxy always sets (or strips) that header.
+SECURE_PROXY_SSL_HEADER = env_header("SECURE_PROXY_SSL_HEADER")
+USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -36,12 +56,14 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_q",
+    # Before django_q: its `qcluster` command is pipeline's, which stops gracefully.
     "pipeline",
+    "django_q",
     "observability",
 ]
 
 MIDDLEWARE = [
+    "observability.middleware.ApiErrorShapeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -50,6 +72,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+CSRF_FAILURE_VIEW = "observability.middleware.csrf_failure"
 
 ROOT_URLCONF = "gamed_console.urls"
 WSGI_APPLICATION = "gamed_console.wsgi.application"
@@ -86,9 +110,19 @@ POSTGRES_KEEPALIVES = {
 }
 
 
+# The web process (gamed_console.asgi sets GAMED_PROCESS=web) takes its Postgres connections
+# from a pool of at most this many, whatever the load; a request waits for a free one (up to
+# GAMED_DB_POOL_TIMEOUT seconds) rather than opening another.
+WEB_PROCESS = env_str("GAMED_PROCESS") == "web"
+GAMED_DB_POOL_SIZE = env_int("GAMED_DB_POOL_SIZE", 8, minimum=2)
+GAMED_DB_POOL_TIMEOUT = env_float("GAMED_DB_POOL_TIMEOUT", 10.0)
+
+
 def _database(url: str) -> dict:
     # Workers are long-lived: reconnecting for every task costs more than the task's queries.
-    config = dj_database_url.parse(url, conn_max_age=env_int("GAMED_CONN_MAX_AGE", 60))
+    # The web process gives a connection back (to the pool) at the end of each request.
+    conn_max_age = 0 if WEB_PROCESS else env_int("GAMED_CONN_MAX_AGE", 60)
+    config = dj_database_url.parse(url, conn_max_age=conn_max_age)
     config["CONN_HEALTH_CHECKS"] = True
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # The web server, the workers and the checkpointer share one file: WAL lets readers
@@ -104,6 +138,12 @@ def _database(url: str) -> dict:
         # Django's backend, with a health check that needs no round trip on an idle connection.
         config["ENGINE"] = "gamed_console.postgresql"
         config["OPTIONS"] = {**POSTGRES_KEEPALIVES, **config.get("OPTIONS", {})}
+        if WEB_PROCESS:
+            config["OPTIONS"]["pool"] = {
+                "min_size": 1,
+                "max_size": GAMED_DB_POOL_SIZE,
+                "timeout": GAMED_DB_POOL_TIMEOUT,
+            }
     else:
         raise ImproperlyConfigured("DATABASE_URL must be a sqlite:// or postgres:// URL")
     return config
@@ -121,6 +161,9 @@ CHECKPOINT_POOL_SIZE = env_int("GAMED_CHECKPOINT_POOL_SIZE", 4, minimum=1)
 REDIS_URL = env_str("REDIS_URL")
 GAMED_WORKERS = env_int("GAMED_WORKERS", 2, minimum=1)
 GAMED_TASK_TIMEOUT = env_int("GAMED_TASK_TIMEOUT", 3600, minimum=10)
+# After SIGTERM, a qcluster has exited within this many seconds (README, "Stopping a worker
+# host").
+GAMED_SHUTDOWN_SECONDS = env_int("GAMED_SHUTDOWN_SECONDS", 10, minimum=3)
 
 Q_CLUSTER = {
     "name": env_str("GAMED_CLUSTER_NAME", "gamed"),
@@ -192,6 +235,8 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# The ASGI app serves STATIC_URL itself (`make run`); in production the proxy serves STATIC_ROOT.
+GAMED_SERVE_STATIC = env_bool("GAMED_SERVE_STATIC", False)
 
 LOGIN_URL = "admin:login"
 

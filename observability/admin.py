@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -14,6 +14,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from observability.auth import can_view_runs
 from observability.forms import AnswerForm, ReasonForm, RetryForm, StartRunForm
 from observability.run_page import (
     build_timeline,
@@ -70,11 +71,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def may_act_on_runs(request: HttpRequest, permission: str) -> bool:
+    """An action answers with runs (a retry preview shows a run's state): like the API, it
+    needs the view permission on runs besides its own."""
+    return can_view_runs(request.user) and request.user.has_perm(
+        f"pipeline.{permission}_pipelinerun"
+    )
+
+
 class RetryAdminMixin:
     """Permission check and the one-message report shared by the retry actions."""
 
     def has_retry_permission(self, request) -> bool:
-        return request.user.has_perm("pipeline.retry_pipelinerun")
+        return may_act_on_runs(request, "retry")
 
     def report_retries(self, request, result: services.BulkRetry) -> None:
         retried = result.retried
@@ -295,7 +304,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     # Permissions ---------------------------------------------------------------------------
 
     def has_run_permission(self, request: HttpRequest, permission: str) -> bool:
-        return request.user.has_perm(f"pipeline.{permission}_pipelinerun")
+        return may_act_on_runs(request, permission)
 
     def run_buttons(self, request: HttpRequest, run: PipelineRun) -> list[dict]:
         """The object tools this user may use on this run in its current status."""
@@ -477,7 +486,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 for key, change in (plan.state_diff.items() if plan else [])
             ],
         )
-        return TemplateResponse(request, "admin/pipeline/pipelinerun/retry.html", context)
+        return _form_page(request, "admin/pipeline/pipelinerun/retry.html", context, form)
 
     def run_action_view(self, request, run_id, action: RunAction):
         """Cancel, resume or rerun: a confirmation page (GET), then the service (POST)."""
@@ -502,7 +511,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             form=form,
             applicable=action.applies_to(run),
         )
-        return TemplateResponse(request, "admin/pipeline/pipelinerun/run_action.html", context)
+        return _form_page(request, "admin/pipeline/pipelinerun/run_action.html", context, form)
 
     # Questions runs ask (interrupt()) ------------------------------------------------------
 
@@ -524,10 +533,10 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     INBOX_LIMIT = 200
 
     def answer_view(self, request, run_id):
-        if request.method != "POST":
-            return redirect(reverse("admin:pipeline_pipelinerun_change", args=[run_id]))
-        if not (self.has_view_permission(request) and self.has_run_permission(request, "answer")):
+        if not self.has_run_permission(request, "answer"):
             raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
         run = self._run_or_404(run_id)
         back = request.POST.get("next") or run.admin_path
         if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
@@ -584,7 +593,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 self.message_user(request, f"Started {run}.", messages.SUCCESS)
                 return redirect(run.admin_path)
         context = self._context(request, title="Start a run", form=form)
-        return TemplateResponse(request, "admin/pipeline/pipelinerun/start.html", context)
+        return _form_page(request, "admin/pipeline/pipelinerun/start.html", context, form)
 
     STATS_WINDOWS = {"1": "last 24 hours", "7": "last 7 days", "30": "last 30 days", "all": "all"}
 
@@ -676,6 +685,12 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     @admin.display(description="root run")
     def root_run_link(self, run):
         return _run_link(run.root_run)
+
+
+def _form_page(request, template: str, context: dict, form) -> TemplateResponse:
+    # A form sent back with errors is a refused request: 400, like the API's refusals.
+    status = 400 if form.errors else 200
+    return TemplateResponse(request, template, context, status=status)
 
 
 def _when(moment) -> str:

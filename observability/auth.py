@@ -1,5 +1,6 @@
 """Who is calling the API: an API key (acting as its owner) or a staff session."""
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -25,8 +26,8 @@ class ApiError(HttpError):
 
 
 class BadApiKey(AuthenticationError):
-    def __init__(self):
-        super().__init__(message="Invalid or revoked API key.")
+    def __init__(self, message: str = "Invalid or revoked API key."):
+        super().__init__(message=message)
 
 
 def bearer_token(request: HttpRequest) -> str | None:
@@ -50,7 +51,11 @@ class ApiKeyAuth(APIKeyHeader):
     param_name = "X-API-Key"
 
     def _get_key(self, request: HttpRequest) -> str | None:
-        return super()._get_key(request) or bearer_token(request)
+        # Every key a request carries must be the valid one: a second, bad key is not ignored.
+        keys = {key for key in (super()._get_key(request), bearer_token(request)) if key}
+        if len(keys) > 1:
+            raise BadApiKey("Two different API keys: send one, in X-API-Key or as a Bearer token.")
+        return next(iter(keys), None)
 
     def authenticate(self, request: HttpRequest, key: str | None) -> ApiKey | None:
         return authenticate_key(key)
@@ -63,7 +68,17 @@ class ApiKeyBearer(HttpBearer):
         return authenticate_key(token.strip())
 
 
-API_AUTH = [ApiKeyAuth(), ApiKeyBearer(), SessionAuthIsStaff()]
+class StaffSession(SessionAuthIsStaff):
+    """A staff user's session, with the CSRF token on writes. Without one the caller is told
+    to authenticate (401), not that a token it has no reason to send is missing (403)."""
+
+    def __call__(self, request: HttpRequest):
+        if not (request.user.is_authenticated and request.user.is_staff):
+            return None
+        return super().__call__(request)
+
+
+API_AUTH = [ApiKeyAuth(), ApiKeyBearer(), StaffSession()]
 
 
 @dataclass(frozen=True)
@@ -124,20 +139,30 @@ def needs_view_permission(operation):
     return wrapper
 
 
-def access_check(request: HttpRequest) -> Callable[[], bool]:
+# Answers of `access_check`, by caller: many streams of one caller ask the database once.
+_verdicts: dict[str, tuple[float, bool]] = {}
+
+
+def access_check(request: HttpRequest, shared_for: float = 0.0) -> Callable[[], bool]:
     """For a response that outlives its request (an event stream): asks again, when called,
     whether the caller may still see runs, as a new request would: the key not revoked, its
-    owner (or the session's user, who must be staff) active and with the view permission."""
+    owner (or the session's user, who must be staff) active and with the view permission.
+    An answer less than `shared_for` seconds old, for the same caller, is reused."""
     who = caller(request)
 
     def still_allowed() -> bool:
+        asked_at, verdict = _verdicts.get(who.scope, (-shared_for, False))
+        if time.monotonic() - asked_at < shared_for:
+            return verdict
         if who.api_key is not None:
             key = ApiKey.objects.active().select_related("owner").filter(pk=who.api_key.pk).first()
             user = key.owner if key is not None else None
         else:
             users = get_user_model()._default_manager
             user = users.filter(pk=who.user.pk, is_staff=True).first()
-        return user is not None and user.is_active and can_view_runs(user)
+        verdict = user is not None and user.is_active and can_view_runs(user)
+        _verdicts[who.scope] = (time.monotonic(), verdict)
+        return verdict
 
     return still_allowed
 

@@ -22,6 +22,9 @@ def status_for(exc: PipelineError) -> int:
     return next((code for kinds, code in STATUS_FOR if isinstance(exc, kinds)), 400)
 
 
-def errors(*codes: int) -> dict[int, type[ErrorOut]]:
-    """Response declarations for the OpenAPI schema: 401 and 403 always, plus `codes`."""
-    return {code: ErrorOut for code in (401, 403, *codes)}
+def errors(*codes: int, body: bool = False) -> dict[int, type[ErrorOut]]:
+    """Response declarations for the OpenAPI schema: 401, 403 and 503 (the database busy or
+    down) always, plus `codes`; with `body`, also how a write's body is refused (413 too
+    large, 415 not JSON, 422 invalid)."""
+    refusals = (413, 415, 422) if body else ()
+    return {code: ErrorOut for code in sorted({401, 403, 503, *codes, *refusals})}

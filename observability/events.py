@@ -16,25 +16,44 @@ An event is sent only once every event before it in that order exists, so the id
 event a client received says exactly what it has seen: reconnecting with `Last-Event-ID`
 resumes right after it, with nothing missed and nothing repeated. (Parallel stages that end out
 of order are therefore reported in stage order.)
+
+Served by the ASGI app, a stream is an async response: between looks at its run it holds no
+thread and no database connection. One watcher per web process looks at every watched run in
+one query each POLL_SECONDS and wakes only the streams whose run changed; a stream then reads
+its run's new rows on a small pool of threads (at most half of GAMED_DB_POOL_SIZE), each
+connection given back after each read. Under WSGI (`runserver`, tests) a stream polls on its
+own request thread.
 """
 
+import asyncio
+import contextlib
 import json
+import logging
 import time
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from asgiref.sync import SyncToAsync
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connections
+from django.db.models import Count, Q
 
 from pipeline.models import PipelineRun, StageExecution, StageStatus
 
+logger = logging.getLogger(__name__)
+
 POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 15.0
-# A stream holds a server thread and polls the database: it ends after an hour, and the
-# client reconnects with Last-Event-ID (browsers' EventSource does so by itself).
+# A stream ends after an hour, and the client reconnects with Last-Event-ID (browsers'
+# EventSource does so by itself): no stream outlives a deploy for long.
 MAX_STREAM_SECONDS = 3600.0
 RECONNECT_MS = 2000
-# How often an open stream asks again whether its caller may still see the run.
-ACCESS_CHECK_SECONDS = 15.0
+# How often an open stream asks again whether its caller may still see the run; the streams
+# of one caller share an answer for half that long: a revoked key ends them within 15 s.
+ACCESS_CHECK_SECONDS = 10.0
 
 STAGE_ENDED = {
     StageStatus.SUCCEEDED: "stage.finished",
@@ -145,41 +164,221 @@ def derive_events(
     return events, ended
 
 
-def stream_run_events(
-    run: PipelineRun,
-    last_event_id: str | None = None,
-    still_allowed: Callable[[], bool] | None = None,
-) -> Iterator[str]:
-    """SSE text for `run` from after `last_event_id` until the run ends (or the stream's
-    lifetime runs out), with `: heartbeat` comments while nothing happens. With
-    `still_allowed`, the stream ends once that says no (asked every ACCESS_CHECK_SECONDS): a
-    revoked key or a removed permission stops a stream already open."""
-    cursor = EventId.parse(last_event_id)
-    started = last_sent = last_checked = time.monotonic()
-    yield f"retry: {RECONNECT_MS}\n\n"
-    while True:
-        if still_allowed is not None and time.monotonic() - last_checked >= ACCESS_CHECK_SECONDS:
-            last_checked = time.monotonic()
-            if not still_allowed():
-                yield ": access revoked; reconnect to authenticate again\n\n"
-                return
-        run = PipelineRun.objects.filter(pk=run.pk).first()
+def read_rows(run_pk, floor: int) -> tuple[PipelineRun | None, list[StageExecution]]:
+    """The run, then its stage rows from stage_order `floor` on (in that order: see
+    `derive_events`)."""
+    run = PipelineRun.objects.filter(pk=run_pk).first()
+    if run is None:
+        return None, []
+    return run, list(run.stages.filter(stage_order__gte=floor).order_by("stage_order"))
+
+
+class EventStream:
+    """What one stream sends, whatever drives it: the opening, the events the rows show, a
+    heartbeat while nothing happens, the end at the run's end, at its lifetime or once its
+    caller may no longer see runs (`still_allowed`, asked every ACCESS_CHECK_SECONDS)."""
+
+    def __init__(self, run_pk, last_event_id: str | None, still_allowed: Callable[[], bool] | None):
+        self.run_pk = run_pk
+        self.cursor = EventId.parse(last_event_id)
+        self.still_allowed = still_allowed
+        self.started = self.last_sent = self.last_checked = time.monotonic()
+        self.done = False
+
+    @staticmethod
+    def opening() -> str:
+        return f"retry: {RECONNECT_MS}\n\n"
+
+    def poll(self) -> list[str]:
+        """One look at the run (it reads the database): what to send now. `done` says whether
+        the stream ends after it."""
+        chunks = self.check_access()
+        if not self.done:
+            chunks += self.read()
+        if not self.done:
+            chunks += self.idle()
+        return chunks
+
+    def access_due(self) -> bool:
+        return (
+            self.still_allowed is not None
+            and time.monotonic() - self.last_checked >= ACCESS_CHECK_SECONDS
+        )
+
+    def check_access(self) -> list[str]:
+        """Whether the caller may still see runs, when it is time to ask (the database)."""
+        if not self.access_due():
+            return []
+        self.last_checked = time.monotonic()
+        if self.still_allowed():
+            return []
+        self.done = True
+        return [": access revoked; reconnect to authenticate again\n\n"]
+
+    def read(self) -> list[str]:
+        """The events the run's rows show that were not sent yet (the database)."""
+        floor = self.cursor.order if self.cursor else 0
+        run, stages = read_rows(self.run_pk, floor)
         if run is None:
-            return
-        floor = cursor.order if cursor else 0
-        stages = list(run.stages.filter(stage_order__gte=floor).order_by("stage_order"))
-        events, ended = derive_events(run, stages, floor)
+            self.done = True
+            return []
+        events, self.done = derive_events(run, stages, floor)
+        chunks = []
         for event in events:
-            if cursor is None or event.id > cursor:
-                yield event.encode()
-                cursor, last_sent = event.id, time.monotonic()
-        if ended:
-            return
+            if self.cursor is None or event.id > self.cursor:
+                chunks.append(event.encode())
+                self.cursor, self.last_sent = event.id, time.monotonic()
+        return chunks
+
+    def idle(self) -> list[str]:
+        """A heartbeat while nothing happens, or the end of the stream's lifetime."""
         now = time.monotonic()
-        if now - started >= MAX_STREAM_SECONDS:
-            yield ": stream lifetime reached; reconnect with Last-Event-ID\n\n"
+        if now - self.started >= MAX_STREAM_SECONDS:
+            self.done = True
+            return [": stream lifetime reached; reconnect with Last-Event-ID\n\n"]
+        if now - self.last_sent >= HEARTBEAT_SECONDS:
+            self.last_sent = now
+            return [": heartbeat\n\n"]
+        return []
+
+    def seconds_until_due(self) -> float:
+        """Until the next heartbeat, access check or the end of the stream's lifetime."""
+        due = [self.last_sent + HEARTBEAT_SECONDS, self.started + MAX_STREAM_SECONDS]
+        if self.still_allowed is not None:
+            due.append(self.last_checked + ACCESS_CHECK_SECONDS)
+        return max(0.0, min(due) - time.monotonic())
+
+
+def stream_run_events(
+    run_pk, last_event_id: str | None = None, still_allowed: Callable[[], bool] | None = None
+) -> Iterator[str]:
+    """SSE text for a run, for a WSGI server: polls on the request's own thread."""
+    stream = EventStream(run_pk, last_event_id, still_allowed)
+    yield stream.opening()
+    while True:
+        yield from stream.poll()
+        if stream.done:
             return
-        if now - last_sent >= HEARTBEAT_SECONDS:
-            yield ": heartbeat\n\n"
-            last_sent = now
         time.sleep(POLL_SECONDS)
+
+
+# Async streams (ASGI) ---------------------------------------------------------------------
+
+_db_threads: ThreadPoolExecutor | None = None
+
+
+async def in_db_thread(func: Callable, *args):
+    """Run `func` on one of the few threads streams read the database with; the thread's
+    connection goes back (to the pool, on Postgres) as soon as it is done."""
+    global _db_threads
+    if _db_threads is None:
+        # Streams take at most half the web process's connections: requests find the rest.
+        size = max(1, settings.GAMED_DB_POOL_SIZE // 2)
+        _db_threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="gamed-events")
+
+    def call():
+        try:
+            return func(*args)
+        finally:
+            connections.close_all()
+
+    return await asyncio.get_running_loop().run_in_executor(_db_threads, call)
+
+
+def run_marks(run_ids: list[str]) -> dict[str, tuple]:
+    """For each run, what changes whenever a new event could be derived from its rows: its
+    status and start, how many stage rows it has and how many of them ended."""
+    rows = (
+        PipelineRun.objects.filter(pk__in=run_ids)
+        .annotate(
+            stage_rows=Count("stages"),
+            ended=Count("stages", filter=~Q(stages__status=StageStatus.RUNNING)),
+        )
+        .values_list("pk", "status", "started_at", "stage_rows", "ended")
+    )
+    return {str(pk): tuple(mark) for pk, *mark in rows}
+
+
+class RunWatcher:
+    """One per event loop: looks at every watched run in one query each POLL_SECONDS and wakes
+    the streams whose run changed (a stream reads its own rows only then)."""
+
+    _by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RunWatcher]" = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self):
+        self.waiters: dict[str, set[asyncio.Event]] = {}
+        self.marks: dict[str, tuple | None] = {}
+        self.task: asyncio.Task | None = None
+
+    @classmethod
+    def for_this_loop(cls) -> "RunWatcher":
+        return cls._by_loop.setdefault(asyncio.get_running_loop(), cls())
+
+    @contextlib.contextmanager
+    def watch(self, run_pk):
+        key = str(run_pk)
+        changed = asyncio.Event()
+        self.waiters.setdefault(key, set()).add(changed)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._poll())
+        try:
+            yield changed
+        finally:
+            self.waiters[key].discard(changed)
+            if not self.waiters[key]:
+                del self.waiters[key]
+                self.marks.pop(key, None)
+
+    async def _poll(self) -> None:
+        while self.waiters:
+            await asyncio.sleep(POLL_SECONDS)
+            run_ids = list(self.waiters)
+            try:
+                marks = await in_db_thread(run_marks, run_ids)
+            except Exception:
+                logger.warning("event streams: could not look at their runs", exc_info=True)
+                continue
+            for key in run_ids:
+                if key in self.waiters and marks.get(key) != self.marks.get(key, ()):
+                    for changed in self.waiters[key]:
+                        changed.set()
+                self.marks[key] = marks.get(key)
+
+
+def release_request_thread() -> None:
+    """Django runs a request's sync code on a thread kept for the whole request (asgiref's
+    thread-sensitive context); once a stream's headers are sent it needs that thread no more.
+    Its connection (authentication used one) goes back first."""
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    executor = SyncToAsync.context_to_thread_executor.pop(context, None) if context else None
+    if executor is not None:
+        executor.submit(connections.close_all)
+        executor.shutdown(wait=False)
+
+
+async def astream_run_events(
+    run_pk, last_event_id: str | None = None, still_allowed: Callable[[], bool] | None = None
+) -> AsyncIterator[str]:
+    """SSE text for a run, for the ASGI server: waits on the watcher, not on a thread."""
+    release_request_thread()
+    stream = EventStream(run_pk, last_event_id, still_allowed)
+    yield stream.opening()
+    with RunWatcher.for_this_loop().watch(run_pk) as changed:
+        woken = True
+        while True:
+            if woken:  # by its run (or at the start): read its rows
+                changed.clear()
+                chunks = await in_db_thread(stream.poll)
+            else:  # by the clock: no query, unless the caller's access is due to be asked
+                chunks = await in_db_thread(stream.check_access) if stream.access_due() else []
+                if not stream.done:
+                    chunks += stream.idle()
+            for chunk in chunks:
+                yield chunk
+            if stream.done:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), stream.seconds_until_due())
+            woken = changed.is_set()

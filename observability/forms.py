@@ -1,7 +1,6 @@
-import json
-
 from django import forms
 
+from pipeline.lib import load_json
 from pipeline.models import StageExecution, StageStatus
 
 
@@ -20,9 +19,9 @@ class JsonObjectField(forms.CharField):
         if not text:
             return None
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise forms.ValidationError(f"Not valid JSON: {error}.") from None
+            data = load_json(text)
+        except ValueError as error:
+            raise forms.ValidationError(f"It is {error}.") from None
         if not isinstance(data, dict):
             raise forms.ValidationError('It must be a JSON object, e.g. {"key": 1}.')
         return data
@@ -111,9 +110,9 @@ class StartRunForm(forms.Form):
 
     def clean_input(self) -> object:
         try:
-            return json.loads(self.cleaned_data["input"])
-        except json.JSONDecodeError as error:
-            raise forms.ValidationError(f"The input is not valid JSON: {error}.") from None
+            return load_json(self.cleaned_data["input"])
+        except ValueError as error:
+            raise forms.ValidationError(f"The input is {error}.") from None
 
 
 class AnswerForm(forms.Form):
@@ -136,7 +135,7 @@ class AnswerForm(forms.Form):
             data["value"] = data["text"]
             return data
         try:
-            data["value"] = json.loads(data[given[0]])
-        except json.JSONDecodeError as error:
-            raise forms.ValidationError(f"The JSON answer is not valid JSON: {error}.") from None
+            data["value"] = load_json(data[given[0]])
+        except ValueError as error:
+            raise forms.ValidationError(f"The JSON answer is {error}.") from None
         return data

@@ -8,6 +8,7 @@ the key is released so that the client can try again.
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated
@@ -23,6 +24,7 @@ from pipeline.exceptions import PipelineError
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 HEADER = "Idempotency-Key"
+KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
 
 IdempotencyKey = Annotated[
     str | None,
@@ -83,8 +85,10 @@ def idempotent(
     """Run `handle` (returning status and JSON body) once per Idempotency-Key."""
     if not key:
         return Status(*handle())
-    if len(key) > 255:
-        raise ApiError(422, f"{HEADER} must be at most 255 characters.", "invalid_request")
+    if not KEY_PATTERN.fullmatch(key):
+        raise ApiError(
+            422, f"{HEADER} must be 1 to 255 printable ASCII characters.", "invalid_request"
+        )
     claimed = _claim(who, key, _fingerprint(request, body))
     if isinstance(claimed, JsonResponse):
         return claimed

@@ -5,8 +5,9 @@ from uuid import UUID
 from django.db.models import Q
 from django.utils import timezone
 from ninja import Field, FilterSchema, Schema
-from pydantic import AfterValidator, AliasChoices, model_validator
+from pydantic import AfterValidator, AliasChoices, ConfigDict, model_validator
 
+from pipeline.lib import json_problem
 from pipeline.models import RunStatus
 from pipeline.selectors import run_totals, runs_failed_at, runs_in_lineage
 
@@ -22,27 +23,27 @@ def _to_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    return False
+# Postgres stores no NUL character in text: the schema says so, and such text is refused (422).
+Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 
 
 class RejectsNul:
-    """Input schemas refuse NUL characters, which Postgres cannot store in text or JSON."""
+    """Input schemas refuse NUL characters, which Postgres cannot store in text or JSON, and
+    JSON nested deeper than any graph needs."""
 
     @model_validator(mode="before")
     @classmethod
     def _no_nul(cls, data: Any) -> Any:
-        if _has_nul(getattr(data, "_obj", data)):
-            raise ValueError("text must not contain NUL (\\u0000) characters")
+        if problem := json_problem(getattr(data, "_obj", data)):
+            raise ValueError(problem)
         return data
+
+
+class BodyIn(RejectsNul, Schema):
+    """A request body: a JSON object of known fields only (a misspelt one is refused, not
+    ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class ErrorOut(Schema):
@@ -202,23 +203,23 @@ def run_detail_payload(run) -> dict:
     }
 
 
-class RunCreateIn(RejectsNul, Schema):
-    graph: str = Field(description="A registered graph (see GET /api/graphs).", max_length=100)
+class RunCreateIn(BodyIn):
+    graph: Text = Field(description="A registered graph (see GET /api/graphs).", max_length=100)
     input: dict[str, Any] = Field(description="Validated against the graph's input schema.")
     context: dict[str, Any] | None = Field(
         None,
         description="LangGraph runtime context, validated against the graph's context schema; "
         "given to every execution of the run (resumes, retries and reruns inherit it).",
     )
-    reason: str = Field("", max_length=2000)
+    reason: Text = Field("", max_length=2000)
 
 
 class RunFilter(RejectsNul, FilterSchema):
     status: RunStatus | None = None
-    graph: str | None = None
+    graph: Text | None = None
     root: UUID | None = Field(None, description="Runs in the retry tree of this root run.")
     parent: UUID | None = Field(None, description="Direct retries and reruns of this run.")
-    failed_stage: str | None = Field(None, description="Runs in which this stage failed.")
+    failed_stage: Text | None = Field(None, description="Runs in which this stage failed.")
     created_after: UtcDatetime | None = None
     created_before: UtcDatetime | None = None
 
@@ -290,12 +291,15 @@ class CheckpointStateOut(CheckpointOut):
 # Actions ---------------------------------------------------------------------------------------
 
 
-class RetryIn(RejectsNul, Schema):
-    from_stage: str | None = Field(
+class RetryIn(BodyIn):
+    from_stage: Text | None = Field(
         None, description="Stage name; its latest execution in the run is the target."
     )
     stage_execution_id: int | None = Field(
-        None, description="A specific stage execution (e.g. the second pass of a loop)."
+        None,
+        ge=1,
+        le=2**63 - 1,
+        description="A specific stage execution (e.g. the second pass of a loop).",
     )
     state_patch: dict[str, Any] | None = Field(
         None, description="Values set on the state's channels before the stage runs."
@@ -308,7 +312,7 @@ class RetryIn(RejectsNul, Schema):
         description="A stage that asks a question its lineage already answered gets that "
         "answer again instead of waiting.",
     )
-    reason: str = Field("", max_length=2000)
+    reason: Text = Field("", max_length=2000)
     dry_run: bool = Field(False, description="Only preview what the retry would do.")
 
 
@@ -333,34 +337,34 @@ class RetryPlanOut(Schema):
     notes: list[str]
 
 
-class AnswerIn(RejectsNul, Schema):
+class AnswerIn(BodyIn):
     value: Any = Field(description="The answer: any JSON value (a string, an object, ...).")
-    interrupt_id: str | None = Field(
+    interrupt_id: Text | None = Field(
         None, max_length=64, description="The question, when the run asks several."
     )
-    reason: str = Field("", max_length=2000)
+    reason: Text = Field("", max_length=2000)
 
 
-class ActionIn(RejectsNul, Schema):
-    reason: str = Field("", max_length=2000)
+class ActionIn(BodyIn):
+    reason: Text = Field("", max_length=2000)
 
 
 BULK_RETRY_MAX = 50
 
 
-class BulkRetryIn(RejectsNul, Schema):
+class BulkRetryIn(BodyIn):
     status: Literal["failed", "cancelled", "interrupted", "succeeded"] = "failed"
-    graph: str | None = None
-    failed_stage: str | None = Field(None, description="Only runs in which this stage failed.")
+    graph: Text | None = None
+    failed_stage: Text | None = Field(None, description="Only runs in which this stage failed.")
     created_after: UtcDatetime | None = None
     created_before: UtcDatetime | None = None
-    from_stage: str | None = Field(
+    from_stage: Text | None = Field(
         None, description="Retry from this stage; by default from each run's failed stage."
     )
     limit: int = Field(
         BULK_RETRY_MAX, ge=1, le=BULK_RETRY_MAX, description="At most this many runs, newest first."
     )
-    reason: str = Field("", max_length=2000)
+    reason: Text = Field("", max_length=2000)
 
 
 class BulkRetriedOut(Schema):

@@ -6,4 +6,8 @@ class PipelineConfig(AppConfig):
     verbose_name = "Pipeline"
 
     def ready(self) -> None:
-        from pipeline import checks  # noqa: F401  (registers the system checks)
+        from django_q.signals import post_spawn
+
+        from pipeline import checks, shutdown  # noqa: F401  (checks registers the system checks)
+
+        post_spawn.connect(shutdown.on_worker_spawn, dispatch_uid="gamed-worker-shutdown")

@@ -27,7 +27,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from psycopg_pool import PoolTimeout
 
-from pipeline import aio, progress, services, stagelogs
+from pipeline import aio, progress, services, shutdown, stagelogs
 from pipeline.callbacks import StageCallbacks, describe_error
 from pipeline.exceptions import LeaseLost, RunCancelled
 from pipeline.forking import ERROR_CHANNELS, checkpoint_config, graph_saver
@@ -77,21 +77,20 @@ def lease_until(now):
 def claim(run_id: str, worker: str) -> PipelineRun | None:
     """Claim the run for `worker`; None if it is not claimable (or gone)."""
     now = timezone.now()
+    runs = PipelineRun.objects.filter(pk=run_id).claimable()
+    running = {
+        "status": RunStatus.RUNNING,
+        "worker": worker,
+        "heartbeat_at": now,
+        "lease_expires_at": lease_until(now),
+        "started_at": Coalesce("started_at", Value(now, output_field=DateTimeField())),
+        "finished_at": None,
+        "attempts": F("attempts") + 1,
+    }
     # Claim the run; another worker may have been handed the same task.
-    claimed = (
-        PipelineRun.objects.filter(pk=run_id)
-        .claimable()
-        .update(
-            status=RunStatus.RUNNING,
-            worker=worker,
-            heartbeat_at=now,
-            lease_expires_at=lease_until(now),
-            started_at=Coalesce("started_at", Value(now, output_field=DateTimeField())),
-            finished_at=None,
-            attempts=F("attempts") + 1,
-        )
-    )
-    return PipelineRun.objects.get(pk=run_id) if claimed else None
+    if runs.filter(status=RunStatus.PENDING).update(**running):
+        return PipelineRun.objects.get(pk=run_id)
+    return services.take_over_run(runs, **running)
 
 
 def renew_leases(run_ids: list, worker: str) -> int:
@@ -166,6 +165,8 @@ class RunControl:
 
     def check(self) -> None:
         """Called at stage boundaries and by `progress.tick()` inside long stages."""
+        if shutdown.stopping():
+            raise shutdown.WorkerStopping("the worker's host is shutting down")
         if self.lost.is_set():
             raise LeaseLost(f"run {self.run_id} is no longer held by {self.worker}")
         if self.cancel.is_set():
@@ -609,6 +610,11 @@ def open_questions(run: PipelineRun, recorder: StageRecorder) -> list[Question]:
 def execute_run(run_id: str) -> str:
     """Run `run_id` to its end. Returns the run's final status (or why nothing ran)."""
     worker = worker_id()
+    if shutdown.stopping():
+        # This worker's host is shutting down: the run is left to another worker.
+        if waiting := PipelineRun.objects.filter(pk=run_id).claimable().first():
+            services.enqueue_run(waiting)
+        return "handed back (worker stopping)"
     run = claim(run_id, worker)
     # A redelivered task may find its run held by a worker that died: take it over (resume).
     if run is None and services.reap_runs(run_id=run_id, auto_resume=False):
@@ -677,6 +683,12 @@ def execute_run(run_id: str) -> str:
         _close_quietly(recorder, end, cut_short, f"Stopped: {message}")
         logger.warning("run %s %s: %s", run_id, status, message)
         return status
+    except shutdown.WorkerStopping as exc:
+        message = f"Interrupted: {exc}."
+        end = RunEnd(worker, RunStatus.INTERRUPTED, {"error_message": message})
+        _close_quietly(recorder, end, StageStatus.INTERRUPTED, message)
+        _resume_elsewhere(run, worker)
+        return RunStatus.INTERRUPTED
     except BaseException as exc:
         # The worker is being torn down (timeout, shutdown): never leave the run `running`.
         message = f"worker stopped: {describe_error(exc)}"
@@ -710,6 +722,15 @@ def stage_status_for(exc: BaseException) -> str:
     if isinstance(exc, LeaseLost) or is_outage(exc):
         return StageStatus.INTERRUPTED
     return StageStatus.FAILED
+
+
+def _resume_elsewhere(run: PipelineRun, worker: str) -> None:
+    actor = services.Actor(label=f"worker {worker}")
+    try:
+        services.resume_run(run=run, actor=actor, reason="its worker's host shut down")
+    except Exception:
+        # Its end was not recorded (the database is gone): the reaper resumes it later.
+        logger.warning("run %s: not queued to resume at shutdown", run.pk, exc_info=True)
 
 
 def _close_quietly(recorder: StageRecorder, end: RunEnd | None, *args) -> None:

@@ -1,6 +1,7 @@
 """Reads the surfaces share: annotated querysets so lists cost a constant number of queries."""
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -42,9 +43,14 @@ def get_run(run_id: str) -> PipelineRun:
         raise RunNotFound(f"No run with id {run_id!r}.") from None
 
 
+RUN_ID_PREFIX = re.compile(r"[0-9a-f-]{1,36}")
+
+
 def find_run(prefix_or_id: str) -> PipelineRun:
     """A run by full id or by a unique prefix of it (as `runs` prints them)."""
     text = prefix_or_id.strip().lower()
+    if not RUN_ID_PREFIX.fullmatch(text):
+        raise RunNotFound(f"No run with id {prefix_or_id!r}.")
     if len(text) == 36:
         return get_run(text)
     matches = list(PipelineRun.objects.filter(pk__startswith=text).values_list("pk", flat=True)[:2])

@@ -45,7 +45,7 @@ from pipeline.graphs import (
     validate_context,
     validate_input,
 )
-from pipeline.lib import format_duration
+from pipeline.lib import format_duration, json_problem
 from pipeline.models import (
     CHECKPOINTS_KEPT_STATUSES,
     AuditAction,
@@ -106,6 +106,13 @@ DEADLINE = Actor(label="deadline")
 NO_DEFAULT = object()
 
 
+def refuse_unstorable(**values) -> None:
+    """A run's data must be storable on every database: no NUL, no absurd nesting."""
+    for name, value in values.items():
+        if problem := json_problem(value):
+            raise InvalidInput(f"{name}: {problem}.")
+
+
 def audit(
     action: AuditAction,
     actor: Actor,
@@ -116,6 +123,7 @@ def audit(
     **details,
 ) -> AuditRecord:
     """Record an operator action; called inside the action's own transaction."""
+    refuse_unstorable(reason=reason)
     return AuditRecord.objects.create(
         action=action,
         via=actor.via,
@@ -138,6 +146,7 @@ def start_run(
 ) -> PipelineRun:
     """Validate `input` (and the runtime `context`) against the graph's schemas, record a
     pending run, queue it."""
+    refuse_unstorable(input=input, context=context)
     data = validate_input(graph, input)
     runtime_context = validate_context(graph, context)
     with transaction.atomic():
@@ -357,6 +366,7 @@ def plan_retry(
 ) -> RetryPlan:
     """Decide how a retry of `run` from a stage would resume (with the run's runtime context,
     or `context` instead). Writes nothing."""
+    refuse_unstorable(state_patch=state_patch, context=context)
     _check_retryable(run)
     try:
         current = set(stage_names(run.graph))
@@ -487,6 +497,7 @@ def retry_run(
 
 def _create_child(plan: RetryPlan, action: AuditAction, actor: Actor, reason: str) -> PipelineRun:
     run = plan.run
+    refuse_unstorable(reason=reason)  # before the fork: nothing to undo
     if active := _active_retry(run, plan.stage_name):
         raise _refuse_active(run, active)
     new_id = uuid.uuid4()
@@ -701,6 +712,7 @@ def answer_run(
     """Answer one question of a waiting run (by its interrupt id when it asks several). Once
     every question is answered, the same run continues on its own thread: the stages that
     asked run again and get their answers (LangGraph's `Command(resume=...)`)."""
+    refuse_unstorable(value=value, reason=reason)
     now = timezone.now()
     with transaction.atomic():
         waiting = PipelineRun.objects.select_for_update().waiting().filter(pk=run.pk).first()
@@ -869,6 +881,32 @@ def _queue_again(runs, run: PipelineRun, actor: Actor, reason: str, **changes) -
         transaction.on_commit(partial(enqueue_run, run))
     run.refresh_from_db()
     return True
+
+
+def take_over_run(runs, **running) -> PipelineRun | None:
+    """A worker continues an interrupted run that `runs` selects (a task for it was delivered
+    again), with the `running` fields of its claim: like a resume, the error it was interrupted
+    with moves to the audit trail, so a run that then succeeds shows no error. None if there is
+    no such run, or another worker took it first."""
+    with transaction.atomic():
+        run = runs.filter(status=RunStatus.INTERRUPTED).first()
+        if run is None:
+            return None
+        taken = runs.filter(pk=run.pk, status=RunStatus.INTERRUPTED).update(
+            **running, error_message="", error_traceback=""
+        )
+        if not taken:
+            return None
+        audit(
+            AuditAction.RESUME,
+            Actor(label=f"worker {running['worker']}"),
+            run=run,
+            result_run=run,
+            reason="taken over by a worker",
+            was=run.status,
+            previous_error=run.error_message,
+        )
+    return PipelineRun.objects.get(pk=run.pk)
 
 
 def resume_run(*, run: PipelineRun, actor: Actor = SYSTEM, reason: str = "") -> PipelineRun:

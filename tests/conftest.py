@@ -33,6 +33,7 @@ EXTRA_GRAPHS = {
     "docs_parallel_review": "tests.docs_graphs:build_parallel_review",
     "docs_deadline": "tests.docs_graphs:build_approval_with_deadline",
     "docs_orm_subgraph": "tests.docs_graphs:build_orm_subgraph",
+    "sleepy": "tests.graphs:build_sleepy",
 }
 TEST_GRAPHS = json.dumps(EXTRA_GRAPHS)
 settings.GAMED_GRAPHS = {**settings.GAMED_GRAPHS, **EXTRA_GRAPHS}

@@ -117,3 +117,45 @@ def build_chatty() -> StateGraph:
     graph.add_edge(START, "quiet")
     graph.add_edge("quiet_again", END)
     return graph
+
+
+class SleepyInput(BaseModel):
+    nap: float = 60.0
+    stubborn: bool = False
+
+
+class SleepyState(TypedDict, total=False):
+    nap: float
+    stubborn: bool
+    visited: Annotated[list, _append]
+
+
+def build_sleepy() -> StateGraph:
+    """first -> nap -> last. The first time `nap` runs in a run's lineage it blocks for `nap`
+    seconds, as a slow model call would; it runs quickly after a resume. With `stubborn` it
+    goes on blocking when its worker is told to stop."""
+    import time
+
+    from pipeline.models import NodeInvocation
+
+    def nap(state: dict, config) -> dict:
+        ids = config["configurable"]
+        root = ids["gamed_root_run_id"]
+        NodeInvocation.objects.create(
+            run_id=ids["gamed_run_id"], root_run_id=root, stage_name="nap"
+        )
+        if NodeInvocation.objects.filter(root_run_id=root, stage_name="nap").count() == 1:
+            deadline = time.monotonic() + state["nap"]
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    time.sleep(left)
+                except SystemExit:
+                    if not state["stubborn"]:
+                        raise
+        return {"visited": ["nap"]}
+
+    graph = StateGraph(SleepyState, input_schema=SleepyInput)
+    graph.add_sequence([_step("first"), nap, _step("last")])
+    graph.add_edge(START, "first")
+    graph.add_edge("last", END)
+    return graph

@@ -245,7 +245,7 @@ def test_start_queues_a_run_and_opens_it(operator_client, operator):
 
 def test_start_with_bad_json_shows_an_error_and_starts_nothing(operator_client):
     page = operator_client.post(START, {"graph": "gamed", "input": '{"question": '})
-    assert page.status_code == 200
+    assert page.status_code == 400  # refused, the form shown again
     assert "The input is not valid JSON" in page.text
     assert not PipelineRun.objects.exists()
 
@@ -260,7 +260,7 @@ def test_start_with_bad_json_shows_an_error_and_starts_nothing(operator_client):
 )
 def test_start_with_input_the_schema_refuses_shows_why(operator_client, text, error):
     page = operator_client.post(START, {"graph": "gamed", "input": text})
-    assert page.status_code == 200
+    assert page.status_code == 400  # refused, the form shown again
     assert "Not started" in page.text
     assert error in page.context["form"].errors["input"][0]
     assert not PipelineRun.objects.exists()
@@ -268,6 +268,6 @@ def test_start_with_input_the_schema_refuses_shows_why(operator_client, text, er
 
 def test_start_of_an_unknown_graph_is_refused(operator_client):
     page = operator_client.post(START, {"graph": "nope", "input": '{"question": "x"}'})
-    assert page.status_code == 200
+    assert page.status_code == 400  # refused, the form shown again
     assert page.context["form"].errors["graph"]
     assert not PipelineRun.objects.exists()

@@ -190,8 +190,8 @@ def test_bad_json_patch_shows_an_error_and_creates_nothing(operator_client, fail
     page = operator_client.post(
         retry_url(failed_run), retry_form(failed_run, "_confirm", state_patch="{route: x")
     )
-    assert page.status_code == 200
-    assert "Not valid JSON" in page.text
+    assert page.status_code == 400  # refused, the form shown again
+    assert "It is not valid JSON" in page.text
     assert PipelineRun.objects.count() == 1
 
 
@@ -209,7 +209,7 @@ def test_patch_with_an_unknown_key_shows_the_refusal_and_creates_nothing(
     page = operator_client.post(
         retry_url(failed_run), retry_form(failed_run, "_confirm", state_patch='{"colour": "red"}')
     )
-    assert page.status_code == 200
+    assert page.status_code == 400  # refused, the form shown again
     assert "Retry refused" in page.text
     assert "state_patch keys are not channels" in page.text
     assert "colour" in page.text
@@ -224,7 +224,7 @@ def test_retry_of_a_run_at_max_depth_shows_the_refusal(operator_client, failed_r
         retry_url(child),
         {"stage": child.stages.order_by("stage_order").last().pk, "_confirm": "1"},
     )
-    assert page.status_code == 200
+    assert page.status_code == 400  # refused, the form shown again
     assert "GAMED_MAX_RETRY_DEPTH is 1" in page.text
     assert PipelineRun.objects.count() == 2
 
@@ -232,7 +232,7 @@ def test_retry_of_a_run_at_max_depth_shows_the_refusal(operator_client, failed_r
 def test_stage_of_another_run_is_not_a_choice(operator_client, failed_run, succeeded_run):
     other = succeeded_run.stages.first()
     page = operator_client.post(retry_url(failed_run), retry_form(failed_run, stage=other.pk))
-    assert page.status_code == 200
+    assert page.status_code == 400  # refused, the form shown again
     assert page.context["form"].errors["stage"]
     assert page.context["plan"] is None
 

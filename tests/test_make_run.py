@@ -84,5 +84,6 @@ def test_make_run_serves_admin_and_processes_a_run(tmp_path):
     assert "Created superuser 'admin' with password:" in output
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=2)
-    leftover = subprocess.run(["pgrep", "-f", f"runserver 127.0.0.1:{port}"], capture_output=True)
-    assert leftover.returncode == 1, "runserver still running after Ctrl-C"
+    server = f"gamed_console.server --host 127.0.0.1 --port {port}"
+    leftover = subprocess.run(["pgrep", "-f", server], capture_output=True)
+    assert leftover.returncode == 1, "the web server still running after Ctrl-C"

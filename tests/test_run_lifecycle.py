@@ -155,3 +155,35 @@ def test_migrate_creates_the_reaper_schedule(db):
     schedule = Schedule.objects.get(func="pipeline.tasks.reap_runs")
     assert schedule.schedule_type == Schedule.MINUTES and schedule.minutes == 1
     assert schedule.repeats == -1
+
+
+def test_a_run_taken_over_after_an_interruption_moves_its_error_to_the_audit_trail(queued):
+    # Interrupted with an error (a database outage, say), then its task is delivered again.
+    PipelineRun.objects.filter(pk=queued.pk).update(
+        status=RunStatus.INTERRUPTED,
+        error_message="OperationalError: server closed the connection unexpectedly",
+        error_traceback="Traceback (most recent call last): ...",
+    )
+
+    run = execute(queued)
+
+    assert run.status == RunStatus.SUCCEEDED
+    assert (run.error_message, run.error_traceback) == ("", "")
+    resume = AuditRecord.objects.get(run=run, action=AuditAction.RESUME)
+    assert resume.details["previous_error"].startswith("OperationalError: server closed")
+    assert resume.actor_label.startswith("worker ")
+
+
+def test_a_redelivered_task_after_the_reaper_leaves_no_old_error_on_the_run(queued):
+    run = execute(queued)
+    PipelineRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING,
+        worker="dead:1",
+        lease_expires_at=timezone.now() - timedelta(seconds=1),
+    )
+
+    run = execute(run)
+
+    assert run.status == RunStatus.SUCCEEDED and run.error_message == ""
+    previous = AuditRecord.objects.get(run=run, action=AuditAction.RESUME).details
+    assert "stopped renewing its lease" in previous["previous_error"]

@@ -10,6 +10,7 @@ from observability.auth import require_perm
 from observability.endpoints.runs import run_detail_json
 from observability.errors import errors, status_for
 from observability.idempotency import IdempotencyKey, idempotent
+from observability.openapi import run_links
 from observability.schemas import (
     ActionIn,
     AnswerIn,
@@ -27,7 +28,8 @@ router = Router(tags=["actions"])
 
 @router.post(
     "/runs/{uuid:run_id}/retry",
-    response={201: RunDetailOut, 200: RetryPlanOut, **errors(404, 409, 422)},
+    openapi_extra=run_links(201),
+    response={201: RunDetailOut, 200: RetryPlanOut, **errors(404, 409, body=True)},
 )
 def retry(
     request: HttpRequest,
@@ -69,7 +71,11 @@ def _act(request: HttpRequest, permission: str, service, run_id: UUID, payload: 
     return service(run=get_run(str(run_id)), actor=who.actor, reason=payload.reason)
 
 
-@router.post("/runs/{uuid:run_id}/cancel", response={200: RunDetailOut, **errors(404, 409, 422)})
+@router.post(
+    "/runs/{uuid:run_id}/cancel",
+    response={200: RunDetailOut, **errors(404, 409, body=True)},
+    openapi_extra=run_links(200, "$request.path.run_id"),
+)
 def cancel(request: HttpRequest, run_id: UUID, payload: ActionIn):
     """Cancel a run: a pending or interrupted one at once, a running one at its next stage
     boundary (`cancel_requested` is set until then)."""
@@ -77,14 +83,22 @@ def cancel(request: HttpRequest, run_id: UUID, payload: ActionIn):
     return run_detail_json(run_id)
 
 
-@router.post("/runs/{uuid:run_id}/resume", response={200: RunDetailOut, **errors(404, 409, 422)})
+@router.post(
+    "/runs/{uuid:run_id}/resume",
+    response={200: RunDetailOut, **errors(404, 409, body=True)},
+    openapi_extra=run_links(200, "$request.path.run_id"),
+)
 def resume(request: HttpRequest, run_id: UUID, payload: ActionIn):
     """Resume an interrupted or cancelled run in place, from its latest checkpoint."""
     _act(request, "resume", services.resume_run, run_id, payload)
     return run_detail_json(run_id)
 
 
-@router.post("/runs/{uuid:run_id}/answer", response={200: RunDetailOut, **errors(404, 409, 422)})
+@router.post(
+    "/runs/{uuid:run_id}/answer",
+    response={200: RunDetailOut, **errors(404, 409, body=True)},
+    openapi_extra=run_links(200, "$request.path.run_id"),
+)
 def answer(
     request: HttpRequest,
     run_id: UUID,
@@ -112,14 +126,22 @@ def answer(
     return idempotent(request, who, idempotency_key, body, give, status_for)
 
 
-@router.post("/runs/{uuid:run_id}/rerun", response={201: RunDetailOut, **errors(404, 409, 422)})
+@router.post(
+    "/runs/{uuid:run_id}/rerun",
+    response={201: RunDetailOut, **errors(404, 409, body=True)},
+    openapi_extra=run_links(201),
+)
 def rerun(request: HttpRequest, run_id: UUID, payload: ActionIn):
     """Run the graph again from the run's original input, as a new run in its lineage."""
     new = _act(request, "retry", services.rerun_run, run_id, payload)
     return Status(201, run_detail_json(new.pk))
 
 
-@router.post("/runs/bulk-retry", response={200: BulkRetryOut, **errors(422)})
+@router.post(
+    "/runs/bulk-retry",
+    response={200: BulkRetryOut, **errors(body=True)},
+    openapi_extra=run_links(200, "$response.body#/retried/0/new_run_id"),
+)
 def bulk_retry(request: HttpRequest, payload: BulkRetryIn):
     """Retry the runs a filter selects (by default: failed runs not retried yet), newest first,
     at most `limit` (50) per call, each from its failed stage or from `from_stage`. Runs that

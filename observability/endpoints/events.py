@@ -3,12 +3,14 @@
 from typing import Annotated
 from uuid import UUID
 
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Header, Router
 
+from observability import events
 from observability.auth import access_check
 from observability.errors import errors
-from observability.events import STAGE_ENDED, stream_run_events
+from observability.events import STAGE_ENDED, astream_run_events, stream_run_events
 from observability.schemas import RunEventOut
 from pipeline.selectors import get_run
 
@@ -61,8 +63,9 @@ def run_events(request: HttpRequest, run_id: UUID, last_event_id: LastEventId = 
     `Last-Event-ID` to continue where you left off. `: heartbeat` comments come every 15 s
     while nothing happens; a stream lasts at most an hour."""
     run = get_run(str(run_id))
+    stream = astream_run_events if isinstance(request, ASGIRequest) else stream_run_events
     response = StreamingHttpResponse(
-        stream_run_events(run, last_event_id, still_allowed=access_check(request)),
+        stream(run.pk, last_event_id, access_check(request, events.ACCESS_CHECK_SECONDS / 2)),
         content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"

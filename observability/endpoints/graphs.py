@@ -5,6 +5,7 @@ from ninja import Router
 
 from observability.auth import ApiError
 from observability.errors import errors
+from observability.openapi import links
 from observability.schemas import GraphOut
 from pipeline.exceptions import GraphUnavailable, UnknownGraph
 from pipeline.graphs import (
@@ -42,7 +43,11 @@ def describe(name: str) -> dict:
         return {"name": name, "error": exc.message}
 
 
-@router.get("/graphs", response={200: list[GraphOut], **errors()})
+@router.get(
+    "/graphs",
+    response={200: list[GraphOut], **errors()},
+    openapi_extra=links(200, graph_detail={"name": "$response.body#/0/name"}),
+)
 def list_graphs(request: HttpRequest):
     """Every registered graph with its stages, input schema and edges (or why it cannot be
     built)."""

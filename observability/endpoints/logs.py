@@ -2,6 +2,7 @@
 
 import logging
 from datetime import datetime
+from enum import Enum
 from typing import Any
 from uuid import UUID
 
@@ -9,13 +10,15 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from ninja.pagination import PageNumberPagination, paginate
 
-from observability.auth import ApiError
 from observability.errors import errors
+from observability.schemas import Text
 from pipeline.selectors import get_run, log_lines
 
 router = Router(tags=["runs"])
 
 LEVELS = {name: level for name, level in logging.getLevelNamesMapping().items() if level}
+# Level names as logging spells them, or in lower case.
+LevelName = Enum("LevelName", {name: name for name in [*LEVELS, *map(str.lower, LEVELS)]}, type=str)
 
 
 class LogLineOut(Schema):
@@ -31,9 +34,11 @@ class LogLineOut(Schema):
 
 
 class LogFilter(Schema):
-    stage: str | None = Field(None, description="Only this stage (all its executions).")
-    stage_order: int | None = Field(None, ge=1, description="Only this stage execution.")
-    level: str | None = Field(
+    stage: Text | None = Field(None, description="Only this stage (all its executions).")
+    stage_order: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="Only this stage execution."
+    )
+    level: LevelName | None = Field(
         None, description="Lowest level to include: DEBUG, INFO, WARNING, ERROR or CRITICAL."
     )
 
@@ -43,15 +48,7 @@ class LogFilter(Schema):
 def run_logs(request: HttpRequest, run_id: UUID, filters: Query[LogFilter]):
     """Log records the run's stages emitted while they ran, in order. A stage keeps at most
     GAMED_STAGE_LOG_LIMIT records; its last record then says how many were dropped."""
-    min_level = 0
-    if filters.level:
-        min_level = LEVELS.get(filters.level.upper(), -1)
-        if min_level < 0:
-            raise ApiError(
-                422,
-                f"Unknown level {filters.level!r}: use one of {', '.join(LEVELS)}.",
-                code="invalid_request",
-            )
+    min_level = LEVELS[filters.level.value.upper()] if filters.level else 0
     run = get_run(str(run_id))
     return log_lines(
         run, stage_order=filters.stage_order, stage_name=filters.stage, min_level=min_level

@@ -1,16 +1,18 @@
 """Runs: start one, list and filter them, read one with its stages, checkpoints and state."""
 
 import json
+from typing import Annotated
 from uuid import UUID
 
 from django.http import HttpRequest
-from ninja import Field, Query, Router, Schema, Status
+from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.pagination import PageNumberPagination, paginate
 from ninja.responses import NinjaJSONEncoder
 
 from observability.auth import ApiError, require_perm
 from observability.errors import errors, status_for
 from observability.idempotency import IdempotencyKey, idempotent
+from observability.openapi import links, run_links
 from observability.schemas import (
     CheckpointOut,
     CheckpointStateOut,
@@ -31,6 +33,8 @@ from pipeline.snapshots import to_json
 
 router = Router(tags=["runs"])
 
+# Ids and orders beyond what their columns hold are refused, not sent to the database.
+StageId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 1_000_000  # keeps offsets within what databases accept
@@ -42,7 +46,9 @@ def run_detail_json(run_id) -> dict:
     return json.loads(json.dumps(payload.model_dump(), cls=NinjaJSONEncoder))
 
 
-@router.post("/runs", response={201: RunDetailOut, **errors(422, 409)})
+@router.post(
+    "/runs", response={201: RunDetailOut, **errors(409, body=True)}, openapi_extra=run_links(201)
+)
 def create_run(
     request: HttpRequest,
     payload: RunCreateIn,
@@ -84,20 +90,37 @@ class RunPagination(PageNumberPagination):
         return {"items": [rows[pk] for pk in ids if pk in rows], "count": queryset.count()}
 
 
-@router.get("/runs", response={200: list[RunListItemOut], **errors(422)})
+@router.get(
+    "/runs",
+    response={200: list[RunListItemOut], **errors(422)},
+    openapi_extra=run_links(200, "$response.body#/items/0/id"),
+)
 @paginate(RunPagination, page_size=PAGE_SIZE, max_page_size=MAX_PAGE_SIZE)
 def list_runs(request: HttpRequest, filters: Query[RunFilter]):
     """Runs, newest first (ties by id), filtered; `page_size` is at most 100."""
     return filters.filter(api_runs())
 
 
-@router.get("/runs/{uuid:run_id}", response={200: RunDetailOut, **errors(404, 422)})
+@router.get(
+    "/runs/{uuid:run_id}",
+    response={200: RunDetailOut, **errors(404, 422)},
+    openapi_extra=links(
+        200,
+        stage_detail={"run_id": "$request.path.run_id", "stage_id": "$response.body#/stages/0/id"},
+    ),
+)
 def run_detail(request: HttpRequest, run_id: UUID):
     """One run: its stages, its retries, its whole lineage and totals (time, tokens, cost)."""
     return run_detail_payload(get_run_detail(str(run_id)))
 
 
-@router.get("/runs/{uuid:run_id}/stages", response={200: list[StageOut], **errors(404, 422)})
+@router.get(
+    "/runs/{uuid:run_id}/stages",
+    response={200: list[StageOut], **errors(404, 422)},
+    openapi_extra=links(
+        200, stage_detail={"run_id": "$request.path.run_id", "stage_id": "$response.body#/0/id"}
+    ),
+)
 def run_stages(request: HttpRequest, run_id: UUID):
     """The run's stage executions in order (a stage that ran twice has two)."""
     run = get_run(str(run_id))
@@ -107,7 +130,7 @@ def run_stages(request: HttpRequest, run_id: UUID):
 @router.get(
     "/runs/{uuid:run_id}/stages/{int:stage_id}", response={200: StageDetailOut, **errors(404, 422)}
 )
-def stage_detail(request: HttpRequest, run_id: UUID, stage_id: int):
+def stage_detail(request: HttpRequest, run_id: UUID, stage_id: StageId):
     """One stage execution with its input and output snapshots, error and traceback."""
     stage = StageExecution.objects.filter(run_id=run_id, pk=stage_id).first()
     if stage is None:
@@ -139,7 +162,15 @@ def _written_by(run) -> dict[str, int]:
 
 
 @router.get(
-    "/runs/{uuid:run_id}/checkpoints", response={200: list[CheckpointOut], **errors(404, 422)}
+    "/runs/{uuid:run_id}/checkpoints",
+    response={200: list[CheckpointOut], **errors(404, 422)},
+    openapi_extra=links(
+        200,
+        checkpoint_state={
+            "run_id": "$request.path.run_id",
+            "checkpoint_id": "$response.body#/0/checkpoint_id",
+        },
+    ),
 )
 def run_checkpoints(request: HttpRequest, run_id: UUID):
     """LangGraph's state history of the run's own thread, newest first. A retry's thread starts

@@ -1,5 +1,6 @@
 """Terminal output shared by the management commands."""
 
+import argparse
 import getpass
 import json
 import time
@@ -9,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.core.management.color import Style
 
 from pipeline.exceptions import PipelineError
-from pipeline.lib import format_duration, format_ms
+from pipeline.lib import format_duration, format_ms, load_json
 from pipeline.models import PipelineRun, RunStatus, StageStatus, Surface
 from pipeline.selectors import find_run
 from pipeline.services import Actor
@@ -36,9 +37,9 @@ def read_json_argument(options: dict, name: str) -> object | None:
     else:
         return None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"{where} is not valid JSON: {exc}") from None
+        return load_json(text)
+    except ValueError as exc:
+        raise CommandError(f"{where} is {exc}") from None
 
 
 def status_style(style: Style, status: str):
@@ -134,6 +135,22 @@ def exit_for(run: PipelineRun) -> None:
     if run.status == RunStatus.SUCCEEDED:
         return
     raise SystemExit(WAITING_EXIT if run.is_waiting else 1)
+
+
+def count_option(high: int):
+    """An argparse type for a count from 1 to `high`: larger ones are typos, and databases
+    refuse a LIMIT beyond 64 bits."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 1 <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from 1 to {high}, got {value}")
+        return value
+
+    return count
 
 
 def cli_actor() -> Actor:

@@ -46,6 +46,15 @@ class ApiClient:
         )
 
 
+def integration_key() -> str:
+    """A read-write API key (the full key) whose owner has every run permission."""
+    owner = User.objects.create(username="integration")  # no password to hash
+    owner.user_permissions.set(
+        Permission.objects.filter(codename__in=[f"{perm}_pipelinerun" for perm in ALL_PERMS])
+    )
+    return ApiKey.objects.create_key(name="ci", owner=owner, scope=ApiKeyScope.WRITE)[1]
+
+
 @pytest.fixture
 def operator(db) -> User:
     return make_user("operator", *ALL_PERMS)

@@ -72,10 +72,13 @@ def test_rerun_starts_a_child_from_the_original_input(api, write_key):
 
 
 def test_actions_on_an_unknown_run_are_404(api):
-    for action in ("cancel", "resume", "rerun", "retry"):
-        response = api.post(
-            f"/runs/00000000-0000-0000-0000-000000000000/{action}", {"from_stage": "router"}
-        )
+    for action, body in [
+        ("cancel", {}),
+        ("resume", {}),
+        ("rerun", {}),
+        ("retry", {"from_stage": "router"}),
+    ]:
+        response = api.post(f"/runs/00000000-0000-0000-0000-000000000000/{action}", body)
         assert response.status_code == 404, action
         assert response.json()["code"] == "run_not_found"
 

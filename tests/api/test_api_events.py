@@ -1,12 +1,14 @@
 """Server-Sent Events of a run: every event in order, resumable with Last-Event-ID."""
 
 import pytest
+from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import Permission
-from django.test import Client
+from django.test import AsyncClient, Client
+from django.utils import timezone
 
 from observability import events
 from observability.events import EventId
-from pipeline.models import PipelineRun, RunStatus
+from pipeline.models import PipelineRun, RunStatus, StageExecution, StageStatus
 from pipeline.services import retry_run, start_run
 from tests.api.conftest import ApiClient, make_user, recorded_run
 from tests.conftest import wait_for_runs
@@ -185,3 +187,94 @@ def test_a_staff_session_stream_ends_once_the_user_is_no_longer_staff(db, monkey
 
     rest = parse(b"".join(chunks).decode())
     assert rest[-1] == {"comment": "access revoked; reconnect to authenticate again"}
+
+
+# Served by the ASGI app: the same events, from an async stream ------------------------------
+
+
+def read_async(path: str, headers: dict, after_first=None) -> str:
+    """The whole body of an event stream read through Django's ASGI handler; `after_first`
+    runs (on this thread) once the stream's first chunk has arrived."""
+
+    async def read() -> str:
+        response = await AsyncClient().get(path, headers=headers)
+        assert response.status_code == 200 and response.is_async
+        chunks = []
+        async for chunk in response.streaming_content:
+            chunks.append(chunk.decode())
+            if after_first is not None and len(chunks) == 1:
+                await sync_to_async(after_first)()
+        return "".join(chunks)
+
+    return async_to_sync(read)()
+
+
+@pytest.fixture
+def fast_events(monkeypatch):
+    monkeypatch.setattr(events, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(events, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(events, "ACCESS_CHECK_SECONDS", 0.02)
+    monkeypatch.setattr(events, "MAX_STREAM_SECONDS", 5.0)
+
+
+@pytest.mark.usefixtures("sync_queue")
+def test_an_async_stream_sends_what_a_threaded_one_does(api, write_key):
+    run = start_run(graph="gamed", input=FAILING)
+    path = f"/api/runs/{run.pk}/events"
+
+    served = parse(read_async(path, {"X-API-Key": write_key[1]}))
+
+    assert [e for e in served if "id" in e] == stream(api, run.pk)
+    assert served[0] == {"retry": "2000"}
+
+
+@pytest.mark.usefixtures("fast_events")
+def test_an_async_stream_wakes_when_its_run_changes_and_ends_with_it(transactional_db, write_key):
+    run = recorded_run(status=RunStatus.PENDING)
+
+    def the_run_goes_on():
+        # What a worker writes, while the stream waits on the watcher.
+        now = timezone.now()
+        PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, started_at=now)
+        StageExecution.objects.create(
+            run=run, stage_name="input_enhancer", stage_order=1, status=StageStatus.SUCCEEDED
+        )
+        PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED, finished_at=now)
+
+    text = read_async(
+        f"/api/runs/{run.pk}/events", {"X-API-Key": write_key[1]}, after_first=the_run_goes_on
+    )
+
+    received = [e for e in parse(text) if "id" in e]
+    assert [(e["id"], e["event"]) for e in received] == [
+        ("0.0", "run.started"),
+        ("1.0", "stage.started"),
+        ("1.1", "stage.finished"),
+        ("1.2", "run.ended"),
+    ]
+
+
+@pytest.mark.usefixtures("fast_events")
+def test_an_async_stream_sends_heartbeats_and_ends_when_access_is_revoked(
+    transactional_db, write_key
+):
+    key, full = write_key
+    run = recorded_run(status=RunStatus.PENDING)
+
+    items = parse(read_async(f"/api/runs/{run.pk}/events", {"X-API-Key": full}, key.revoke))
+
+    assert items[-1] == {"comment": "access revoked; reconnect to authenticate again"}
+    assert not [e for e in items if "id" in e]
+
+
+@pytest.mark.usefixtures("fast_events")
+def test_an_idle_async_stream_heartbeats_until_its_lifetime(
+    transactional_db, write_key, monkeypatch
+):
+    monkeypatch.setattr(events, "MAX_STREAM_SECONDS", 0.3)
+    run = recorded_run(status=RunStatus.PENDING)
+
+    items = parse(read_async(f"/api/runs/{run.pk}/events", {"X-API-Key": write_key[1]}))
+
+    assert {"comment": "heartbeat"} in items
+    assert items[-1]["comment"].startswith("stream lifetime reached")

@@ -250,7 +250,6 @@ def test_admin_shows_a_new_key_once_and_revokes_keys(operator):
     response = client.post(
         "/admin/observability/apikey/add/",
         {"name": "deploy bot", "owner": operator.pk, "scope": "write"},
-        follow=True,
     )
 
     key = ApiKey.objects.get()
@@ -258,6 +257,9 @@ def test_admin_shows_a_new_key_once_and_revokes_keys(operator):
     start = text.index(f"gmd_{key.prefix}_")
     full = text[start : text.index("<", start)]
     assert ApiKey.objects.authenticate(full) == key
+    # Shown on the page that answers the form, never kept: not in a cookie, not cached.
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    assert key.prefix not in str(response.cookies) and key.prefix not in str(client.cookies)
     page = client.get(f"/admin/observability/apikey/{key.pk}/change/").content.decode()
     assert full not in page and key.prefix in page
 
@@ -281,5 +283,5 @@ def test_a_staff_user_can_only_make_keys_that_act_as_themselves(operator):
         "/admin/observability/apikey/add/",
         {"name": "sneaky", "owner": operator.pk, "scope": "write"},
     )
-    assert response.status_code == 200  # the form is shown again with an error
+    assert response.status_code == 400  # refused: the form is shown again with an error
     assert not ApiKey.objects.exists()

@@ -29,6 +29,9 @@ class Command(BaseCommand):
             raise CommandError(f"User {owner!r} is inactive; its keys would not work.")
         if not name.strip():
             raise CommandError("--name must not be blank.")
+        longest = ApiKey._meta.get_field("name").max_length
+        if len(name.strip()) > longest:
+            raise CommandError(f"--name must be at most {longest} characters.")
         key, full = ApiKey.objects.create_key(name=name.strip(), owner=user, scope=scope)
         self.stderr.write(
             f"Created {key.get_scope_display()} API key {key.prefix} ({key.name}) acting as "

@@ -1,7 +1,8 @@
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -17,6 +18,10 @@ class Command(BaseCommand):
         users = get_user_model().objects
         if users.filter(is_superuser=True).exists():
             return
+        try:
+            users.model._meta.get_field(users.model.USERNAME_FIELD).clean(options["username"], None)
+        except ValidationError as error:
+            raise CommandError(f"--username: {' '.join(error.messages)}") from None
         password = secrets.token_urlsafe(15)
         users.create_superuser(options["username"], email="", password=password)
         self.stdout.write(

@@ -1,3 +1,4 @@
+import os
 import signal
 import subprocess
 import sys
@@ -15,11 +16,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         python = [sys.executable, sys.argv[0]]
+        # The server serves admin's CSS and JS itself (the local default); production runs
+        # collectstatic behind a proxy instead.
+        web_env = {**os.environ, "GAMED_SERVE_STATIC": "true"}
         children = [
             subprocess.Popen([*python, "qcluster"]),
-            # --insecure: runserver serves admin's CSS and JS even with DEBUG off (the local
-            # default); production runs collectstatic behind a web server instead.
-            subprocess.Popen([*python, "runserver", options["addr"], "--noreload", "--insecure"]),
+            subprocess.Popen([*python, "serve", "--addr", options["addr"]], env=web_env),
         ]
         self.stdout.write(
             f"Console on http://{options['addr']}/admin/ with a {settings.GAMED_WORKERS}-process "
@@ -40,7 +42,7 @@ class Command(BaseCommand):
             for child in children:
                 if child.poll() is None:
                     child.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + settings.GAMED_SHUTDOWN_SECONDS + 5
             for child in children:
                 try:
                     child.wait(timeout=max(0.1, deadline - time.monotonic()))

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pipeline import services
 from pipeline.lib import parse_duration
+from pipeline.management.output import count_option
 
 
 def human_bytes(n: int) -> str:
@@ -27,7 +28,9 @@ class Command(BaseCommand):
             "--older-than", help="e.g. 30d, 12h, 90m (default GAMED_CHECKPOINT_RETENTION)"
         )
         parser.add_argument("--dry-run", action="store_true", help="report, delete nothing")
-        parser.add_argument("--batch-size", type=int, default=100, help="runs per batch")
+        parser.add_argument(
+            "--batch-size", type=count_option(10_000), default=100, help="runs per batch"
+        )
 
     def handle(self, *args, **options):
         seconds = settings.GAMED_CHECKPOINT_RETENTION_SECONDS
@@ -36,8 +39,6 @@ class Command(BaseCommand):
                 seconds = parse_duration(options["older_than"])
             except ValueError as exc:
                 raise CommandError(f"--older-than: {exc}") from None
-        if options["batch_size"] < 1:
-            raise CommandError("--batch-size must be at least 1")
         verb = "would remove" if options["dry_run"] else "removed"
 
         def progress(report):

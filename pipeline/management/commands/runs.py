@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pipeline.graphs import registered_graphs
 from pipeline.lib import format_duration
-from pipeline.management.output import table
+from pipeline.management.output import count_option, table
 from pipeline.models import RunStatus
 from pipeline.selectors import console_runs
 
@@ -13,11 +13,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--status", choices=RunStatus.values)
         parser.add_argument("--graph")
-        parser.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+        parser.add_argument(
+            "--limit", type=count_option(10_000), default=20, help="how many runs (default 20)"
+        )
 
     def handle(self, *args, **options):
-        if options["limit"] < 1:
-            raise CommandError("--limit must be at least 1")
         if options["graph"] and options["graph"] not in registered_graphs():
             raise CommandError(
                 f"Unknown graph {options['graph']!r}. Registered: {', '.join(registered_graphs())}"
