@@ -158,7 +158,7 @@ def test_admin_start_form_takes_messages_and_context(operator_client):
     )
 
     assert started.status_code == 302 and chat.status_code == 302
-    assert refused.status_code == 200
+    assert refused.status_code == 400
     assert "user_name" in refused.context["form"].errors["context"][0]
     assert sorted(PipelineRun.objects.values_list("graph", flat=True)) == [
         "docs_chat",

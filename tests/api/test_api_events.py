@@ -250,7 +250,7 @@ def test_an_async_stream_wakes_when_its_run_changes_and_ends_with_it(transaction
         ("0.0", "run.started"),
         ("1.0", "stage.started"),
         ("1.1", "stage.finished"),
-        ("1.2", "run.ended"),
+        ("1.3", "run.ended"),
     ]
 
 
