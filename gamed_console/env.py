@@ -1,6 +1,8 @@
 """Small typed readers for settings that come from the environment."""
 
+import json
 import os
+from decimal import Decimal
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -70,3 +72,35 @@ def env_header(name: str) -> tuple[str, str] | None:
     if not (colon and header.strip() and value.strip()):
         raise ImproperlyConfigured(f'{name} must look like "X-Forwarded-Proto: https", got {raw!r}')
     return "HTTP_" + header.strip().upper().replace("-", "_"), value.strip()
+
+
+PRICE_KINDS = ("input", "output", "cached_input")
+
+
+def env_prices(name: str) -> dict[str, dict[str, Decimal]]:
+    """{"model": {"input": $, "output": $, "cached_input": $}} per million tokens (cached_input
+    optional: cached input tokens cost the input price without it)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {}
+    example = '{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}'
+    try:
+        table = json.loads(raw, parse_float=Decimal, parse_int=Decimal)
+    except json.JSONDecodeError:
+        raise ImproperlyConfigured(f"{name} must be a JSON object like {example}") from None
+    if not isinstance(table, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object like {example}")
+    prices = {}
+    for model, price in table.items():
+        if (
+            not isinstance(price, dict)
+            or not {"input", "output"} <= set(price)
+            or not set(price) <= set(PRICE_KINDS)
+            or not all(isinstance(v, Decimal) and v >= 0 for v in price.values())
+        ):
+            raise ImproperlyConfigured(
+                f"{name}: the price of {model!r} must be an object of non-negative numbers with "
+                f"input and output (and optionally cached_input), like {example}"
+            )
+        prices[model] = price
+    return prices

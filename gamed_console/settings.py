@@ -14,6 +14,7 @@ from gamed_console.env import (
     env_header,
     env_int,
     env_list,
+    env_prices,
     env_str,
 )
 
@@ -226,6 +227,18 @@ GAMED_CHECKPOINT_RETENTION_SECONDS = env_duration("GAMED_CHECKPOINT_RETENTION", 
 # How long a run may wait for an operator's answer (0: for ever); a graph's own
 # `interrupt_timeout` wins.
 GAMED_INTERRUPT_TIMEOUT = env_duration("GAMED_INTERRUPT_TIMEOUT", "0")
+
+# Chat models (docs/models.md). GamED's generating stages call GAMED_CHAT_MODEL through
+# init_chat_model ("openai:gpt-4o-mini"); empty: the built-in offline model. The provider's key
+# comes from its own environment variable (OPENAI_API_KEY, ...), never from settings.
+GAMED_CHAT_MODEL = env_str("GAMED_CHAT_MODEL").strip()
+GAMED_CHAT_MODEL_BASE_URL = env_str("GAMED_CHAT_MODEL_BASE_URL").strip()
+GAMED_MODEL_TIMEOUT_SECONDS = env_float("GAMED_MODEL_TIMEOUT_SECONDS", 120.0)
+# Rate limits, timeouts and server errors: tries of a stage, the first wait (doubling after).
+GAMED_MODEL_MAX_ATTEMPTS = env_int("GAMED_MODEL_MAX_ATTEMPTS", 4, minimum=1)
+GAMED_MODEL_RETRY_SECONDS = env_float("GAMED_MODEL_RETRY_SECONDS", 2.0)
+# $ per million tokens by model name: {"gpt-4o-mini": {"input": 0.15, "output": 0.6}}.
+GAMED_MODEL_PRICES = env_prices("GAMED_MODEL_PRICES")
 
 # Static, i18n, logging -------------------------------------------------------------------------
 

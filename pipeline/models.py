@@ -319,10 +319,21 @@ class StageExecution(models.Model):
     reused_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reused_by"
     )
-    model_id = models.CharField(max_length=100, blank=True)
+    # Chat model calls the stage made (summed over its models; `model_usage` has each one).
+    model_id = models.CharField(
+        max_length=100, blank=True, help_text="The model it called (several: comma-separated)."
+    )
+    model_calls = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cost_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="From GAMED_MODEL_PRICES; empty when no model it called has a price.",
+    )
 
     objects = StageQuerySet.as_manager()
 
@@ -380,6 +391,35 @@ def subgraph_execution(
     same_task = [row for row in rows if row.task_id == task_id and row is not inner]
     before = [row for row in same_task if row.stage_order < inner.stage_order]
     return max(before or same_task, key=lambda row: row.stage_order, default=None)
+
+
+class ModelUsage(models.Model):
+    """The calls one stage execution made to one chat model, as LangChain reported them.
+
+    Rows are only ever added: the token and cost counters of /metrics are their sums."""
+
+    stage = models.ForeignKey(StageExecution, on_delete=models.CASCADE, related_name="model_usage")
+    model = models.CharField(max_length=200)
+    calls = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(
+        default=0, help_text="Input tokens the provider read from its cache."
+    )
+    reasoning_tokens = models.PositiveIntegerField(
+        default=0, help_text="Output tokens the model spent reasoning."
+    )
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+
+    class Meta:
+        ordering = ["stage", "model"]
+        constraints = [
+            models.UniqueConstraint(fields=["stage", "model"], name="usage_per_stage_model")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model}: {self.total_tokens} tokens"
 
 
 class QuestionQuerySet(models.QuerySet):

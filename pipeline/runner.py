@@ -39,6 +39,7 @@ from pipeline.graphs import (
     is_async,
 )
 from pipeline.models import (
+    ModelUsage,
     PipelineRun,
     Question,
     ResumeMode,
@@ -136,15 +137,37 @@ def write_stage_rows(
     """Insert the run's `new` stage rows and change others (both `{stage_order: fields}`),
     and end the run, in one transaction: a reader never sees a finished run whose stages
     still say running."""
+    usage = {
+        order: rows
+        for order, fields in (*new.items(), *changed.items())
+        if (rows := fields.get("model_usage"))
+    }
     with transaction.atomic():
         StageExecution.objects.bulk_create(
-            StageExecution(run_id=run_id, stage_order=order, **fields)
+            StageExecution(run_id=run_id, stage_order=order, **_row_fields(fields))
             for order, fields in new.items()
         )
         for order, fields in changed.items():
-            StageExecution.objects.filter(run_id=run_id, stage_order=order).update(**fields)
+            StageExecution.objects.filter(run_id=run_id, stage_order=order).update(
+                **_row_fields(fields)
+            )
+        if usage:
+            stage_ids = dict(
+                StageExecution.objects.filter(run_id=run_id, stage_order__in=usage).values_list(
+                    "stage_order", "pk"
+                )
+            )
+            ModelUsage.objects.bulk_create(
+                ModelUsage(stage_id=stage_ids[order], **row)
+                for order, rows in usage.items()
+                for row in rows
+            )
         if end is not None:
             end.write(run_id)
+
+
+def _row_fields(fields: dict) -> dict:
+    return {name: value for name, value in fields.items() if name != "model_usage"}
 
 
 @dataclass
@@ -431,6 +454,7 @@ class StageRecorder:
             "duration_ms": int((time.monotonic() - started) * 1000),
             **self._logs(data["id"]),
             **self.callbacks.tries(data["id"], failed=error is not None),
+            **self.callbacks.model_usage(data["id"]),
         }
         if error is None and data.get("interrupts"):
             # It called interrupt(): no checkpoint follows; it runs again once answered.
@@ -488,6 +512,7 @@ class StageRecorder:
                         order,
                         {
                             **self._logs(task_id),
+                            **self.callbacks.model_usage(task_id),
                             "status": StageStatus.SUCCEEDED,
                             "finished_at": timezone.now(),
                             "duration_ms": int((time.monotonic() - started) * 1000),
@@ -527,6 +552,7 @@ class StageRecorder:
                 order,
                 {
                     **self._logs(task_id),
+                    **self.callbacks.model_usage(task_id),
                     "status": status,
                     "finished_at": now,
                     "duration_ms": int((time.monotonic() - started) * 1000),

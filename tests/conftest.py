@@ -34,6 +34,8 @@ EXTRA_GRAPHS = {
     "docs_deadline": "tests.docs_graphs:build_approval_with_deadline",
     "docs_orm_subgraph": "tests.docs_graphs:build_orm_subgraph",
     "sleepy": "tests.graphs:build_sleepy",
+    "model_react": "tests.model_graphs:build_react",
+    "model_streaming": "tests.model_graphs:build_streaming",
 }
 TEST_GRAPHS = json.dumps(EXTRA_GRAPHS)
 settings.GAMED_GRAPHS = {**settings.GAMED_GRAPHS, **EXTRA_GRAPHS}
