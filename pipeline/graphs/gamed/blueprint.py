@@ -3,12 +3,12 @@
 import hashlib
 import json
 import logging
-import re
 
 from langgraph.types import interrupt
 
 from pipeline.graphs.faults import stage
-from pipeline.graphs.gamed.knowledge import DISTRACTORS
+from pipeline.graphs.gamed.answers import DRAFTS
+from pipeline.graphs.gamed.llm import ask
 from pipeline.graphs.gamed.state import MAX_ITEMS, TEMPLATES
 
 logger = logging.getLogger(__name__)
@@ -18,62 +18,73 @@ class BlueprintInvalid(RuntimeError):
     """The validator still rejects the blueprint after the allowed attempts."""
 
 
-def _items(template: str, knowledge: dict, limit: int | None) -> list[dict]:
+DRAFT_INSTRUCTIONS = (
+    "You write the content of an educational game. The task gives the game's template, its "
+    "learning objective and the subject knowledge to draw on; stay within that knowledge. "
+    "Write at most max_items items, each distinct. A diagram game has one label per part, in "
+    "the order the parts are given; a quiz question has four options with its answer among "
+    "them. When the task lists feedback, your previous draft was rejected for those reasons: "
+    "fix every one."
+)
+
+
+def _task(state: dict, feedback: list[str]) -> dict:
+    plan = state["game_plan"]
+    knowledge = state["domain_knowledge"]
+    given = {
+        field: knowledge[field]
+        for field in ("parts", "sequence", "categories", "terms")
+        if knowledge.get(field)
+    }
+    if knowledge.get("facts"):
+        given["facts"] = [{"question": q, "answer": a} for q, a in knowledge["facts"]]
+    return {
+        "question": state["question"],
+        "template": plan["template"],
+        "title": plan["title"],
+        "learning_objective": plan["learning_objective"],
+        "max_items": MAX_ITEMS,
+        "knowledge": given,
+        "feedback": feedback,
+    }
+
+
+def _items(template: str, draft) -> list[dict]:
+    """The model's draft as the blueprint's items: ids, hotspots and positions are ours."""
     if template == "label_diagram":
-        parts = list(knowledge["parts"].items())[:limit]
         return [
-            {"id": f"label-{i + 1}", "label": name, "hint": hint, "target": f"hotspot-{i + 1}"}
-            for i, (name, hint) in enumerate(parts)
+            {
+                "id": f"label-{i + 1}",
+                "label": item.label,
+                "hint": item.hint,
+                "target": f"hotspot-{i + 1}",
+            }
+            for i, item in enumerate(draft.labels)
         ]
     if template == "sequencing":
-        steps = knowledge["sequence"][:limit]
         return [
-            {"id": f"step-{i + 1}", "text": step, "position": i + 1} for i, step in enumerate(steps)
+            {"id": f"step-{i + 1}", "text": step, "position": i + 1}
+            for i, step in enumerate(draft.steps)
         ]
     if template == "sorting":
-        # Interleave the bins, so a trimmed game still has something in every bin.
-        bins = sorted(knowledge["categories"].items())
-        pairs = [
-            (items[row], name)
-            for row in range(max(len(items) for _, items in bins))
-            for name, items in bins
-            if row < len(items)
-        ]
         return [
-            {"id": f"item-{i + 1}", "text": item, "bin": bin_}
-            for i, (item, bin_) in enumerate(pairs[:limit])
+            {"id": f"item-{i + 1}", "text": item.text, "bin": item.bin}
+            for i, item in enumerate(draft.items)
         ]
-    facts = knowledge.get("facts") or _cloze_facts(knowledge)
-    answers = [answer for _, answer in facts]
-    questions = []
-    for i, (prompt, answer) in enumerate(facts[:limit]):
-        wrong = [a for a in dict.fromkeys(answers + DISTRACTORS) if a != answer]
-        rotated = wrong[i:] + wrong[:i]
-        options = sorted([answer, *rotated[:3]], key=str.lower)
-        questions.append(
-            {"id": f"q-{i + 1}", "prompt": prompt, "options": options, "answer": answer}
-        )
-    return questions
-
-
-def _cloze_facts(knowledge: dict) -> list[list[str]]:
-    """Without bundled facts, blank out each key concept of the question in turn."""
-    question = knowledge["question"]
-    facts = []
-    for term in knowledge["terms"][:4]:
-        blanked = re.sub(rf"\b{re.escape(term)}\b", "_____", question, count=1, flags=re.I)
-        facts.append([f"Complete: {blanked}", term])
-    return facts
+    return [
+        {"id": f"q-{i + 1}", "prompt": q.prompt, "options": q.options, "answer": q.answer}
+        for i, q in enumerate(draft.questions)
+    ]
 
 
 @stage
 def blueprint_generator(state: dict) -> dict:
-    """Assemble the blueprint; on a second attempt, apply the validator's feedback."""
+    """The chat model drafts the game's items; a second draft gets the validator's feedback."""
     plan = state["game_plan"]
     attempt = state.get("blueprint_attempts", 0) + 1
     feedback = (state.get("validation") or {}).get("errors", []) if attempt > 1 else []
-    limit = MAX_ITEMS if any(e.startswith("too many items") for e in feedback) else None
-    items = _items(plan["template"], state["domain_knowledge"], limit)
+    draft = ask(DRAFTS[plan["template"]], DRAFT_INSTRUCTIONS, _task(state, feedback))
+    items = _items(plan["template"], draft)
     blueprint = {
         "schema": "gamed.blueprint/1",
         "template": plan["template"],

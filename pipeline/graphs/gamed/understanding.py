@@ -4,7 +4,9 @@ import logging
 import re
 
 from pipeline.graphs.faults import stage
+from pipeline.graphs.gamed.answers import DomainKnowledge
 from pipeline.graphs.gamed.knowledge import TOPICS
+from pipeline.graphs.gamed.llm import ask
 
 logger = logging.getLogger(__name__)
 
@@ -63,23 +65,43 @@ def input_enhancer(state: dict) -> dict:
     }
 
 
+KNOWLEDGE_INSTRUCTIONS = (
+    "You write the subject knowledge for an educational game about a learner's question. "
+    "Fill only the fields that fit the question: parts (for a diagram to label), sequence "
+    "(steps to put in order), categories (items to sort) or facts (for a quiz). Give between "
+    "4 and 8 entries, short and correct, at the level of a school textbook."
+)
+
+
 @stage
 def domain_knowledge_retriever(state: dict) -> dict:
-    """Canonical terms for the question from the bundled knowledge base."""
+    """Canonical terms for the question: the bundled knowledge base, else the chat model."""
     topic_key, score = match_topic(state["question"])
     if topic_key is None:
-        logger.warning("No bundled topic matches the question; using its own key concepts")
+        logger.info("No bundled topic matches the question; asking the chat model")
         concepts = state["enhanced"]["key_concepts"]
-        return {
-            "domain_knowledge": {
-                "topic": None,
-                "title": " ".join(concepts[:3]).title() or "General knowledge",
-                "terms": concepts,
-                "question": state["question"],
-                "source": "question",
-                "match_score": 0,
-            }
+        answer = ask(
+            DomainKnowledge,
+            KNOWLEDGE_INSTRUCTIONS,
+            {"question": state["question"], "key_concepts": concepts},
+        )
+        knowledge = {
+            "topic": None,
+            "title": answer.title,
+            "source": "model",
+            "match_score": 0,
+            "terms": concepts,
+            "question": state["question"],
         }
+        if answer.parts:
+            knowledge["parts"] = answer.parts
+        if answer.sequence:
+            knowledge["sequence"] = answer.sequence
+        if answer.categories:
+            knowledge["categories"] = answer.categories
+        if answer.facts:
+            knowledge["facts"] = [[fact.question, fact.answer] for fact in answer.facts]
+        return {"domain_knowledge": knowledge}
     topic = TOPICS[topic_key]
     knowledge = {
         "topic": topic_key,
