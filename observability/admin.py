@@ -48,6 +48,7 @@ from pipeline.selectors import (
     console_runs,
     failed_stage_names,
     get_run,
+    lineage_usage,
     nested,
     run_lineage,
     run_outcomes_by_day,
@@ -207,6 +208,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         "started",
         "duration_display",
         "progress",
+        "cost_display",
         "failed_stage",
         "retry_depth_display",
     ]
@@ -662,6 +664,10 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     def progress(self, run):
         return f"{run.stages_done}/{run.stage_count}"
 
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost_display(self, run):
+        return "-" if run.cost_usd is None else f"${run.cost_usd:.4f}"
+
     @admin.display(description="failed stage", ordering="failed_stage")
     def failed_stage(self, run):
         return run.failed_stage or "-"
@@ -705,14 +711,20 @@ def _json(value) -> str:
 
 
 def _usage(run: PipelineRun, stages: list[StageExecution]) -> dict | None:
-    """Token and cost totals, or None when no stage of the run reported any."""
+    """Token and cost totals of the run (and of its lineage, when it has retries), or None
+    when no stage of the run reported any. A cost is None when no call had a price."""
     totals = run_totals(run, stages)
     if not totals.reports_usage:
         return None
+    priced = any(s.cost_usd is not None for s in stages if s.executed)
+    lineage = lineage_usage(run) if run.parent_run_id or run.children.exists() else None
     return {
+        "model_calls": totals.model_calls,
         "prompt_tokens": totals.prompt_tokens,
         "completion_tokens": totals.completion_tokens,
-        "cost_usd": totals.cost_usd,
+        "total_tokens": totals.total_tokens,
+        "cost_usd": totals.cost_usd if priced else None,
+        "lineage": lineage,
     }
 
 

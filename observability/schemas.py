@@ -9,7 +9,7 @@ from pydantic import AfterValidator, AliasChoices, ConfigDict, model_validator
 
 from pipeline.lib import json_problem
 from pipeline.models import RunStatus
-from pipeline.selectors import run_totals, runs_failed_at, runs_in_lineage
+from pipeline.selectors import lineage_usage, run_totals, runs_failed_at, runs_in_lineage
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -55,6 +55,17 @@ class ErrorOut(Schema):
 # Stages ----------------------------------------------------------------------------------------
 
 
+class ModelUsageOut(Schema):
+    model: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cached_tokens: int = Field(description="Input tokens the provider read from its cache.")
+    reasoning_tokens: int = Field(description="Output tokens the model spent reasoning.")
+    cost_usd: float | None = Field(description="null: the model has no price.")
+
+
 class StageOut(Schema):
     id: int
     stage_name: str = Field(description='Inside a subgraph, its path: "review > check".')
@@ -81,10 +92,17 @@ class StageOut(Schema):
     parent_checkpoint_id: str
     reused_from_id: int | None
     error_message: str
-    model_id: str
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    cost_usd: float | None
+    model_id: str = Field(description="The chat model it called (several: comma-separated).")
+    model_calls: int = Field(0, description="Chat model calls it made, every try included.")
+    prompt_tokens: int | None = Field(description="Input tokens of its model calls.")
+    completion_tokens: int | None = Field(description="Output tokens of its model calls.")
+    total_tokens: int | None
+    cost_usd: float | None = Field(
+        description="What its calls cost by GAMED_MODEL_PRICES; null: no model had a price."
+    )
+    model_usage: list[ModelUsageOut] = Field(
+        [], description="Its calls to each model: tokens (cached, reasoning) and cost."
+    )
 
 
 class StageDetailOut(StageOut):
@@ -125,6 +143,10 @@ class RunListItemOut(RunOut):
     stage_count: int = Field(description="Stage executions recorded so far.")
     stages_done: int = Field(description="Stages that succeeded or were reused.")
     failed_stage: str | None = Field(description="The last stage that failed, if any.")
+    cost_usd: float | None = Field(
+        description="What the stages it executed cost (GAMED_MODEL_PRICES); null: no priced "
+        "model call."
+    )
 
 
 class LineageRunOut(Schema):
@@ -144,8 +166,19 @@ class TotalsOut(Schema):
     stage_time_ms: int = Field(description="Time spent in stages this run executed.")
     executed_stages: int
     reused_stages: int
+    model_calls: int = Field(description="Chat model calls of the stages this run executed.")
     prompt_tokens: int
     completion_tokens: int
+    total_tokens: int
+    cost_usd: float = Field(description="0 when no model it called has a price.")
+
+
+class LineageTotalsOut(Schema):
+    runs: int = Field(description="Runs of the lineage that executed a stage.")
+    model_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
     cost_usd: float
 
 
@@ -182,6 +215,10 @@ class RunDetailOut(RunOut):
         description="The whole retry tree of the root run, depth first."
     )
     totals: TotalsOut
+    lineage_totals: LineageTotalsOut = Field(
+        description="Model calls, tokens and cost of every run in the retry tree (each "
+        "stage counted in the run that executed it)."
+    )
 
 
 def run_detail_payload(run) -> dict:
@@ -200,6 +237,7 @@ def run_detail_payload(run) -> dict:
         "ancestor_ids": run.ancestor_ids,
         "lineage": lineage,
         "totals": totals,
+        "lineage_totals": lineage_usage(run),
     }
 
 

@@ -11,6 +11,7 @@ from django.db import connection
 from django.db.models import (
     Aggregate,
     Count,
+    DecimalField,
     Exists,
     FloatField,
     IntegerField,
@@ -18,6 +19,7 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Sum,
 )
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
@@ -75,14 +77,17 @@ def _stage_count(stages: QuerySet[StageExecution]) -> Coalesce:
 
 
 def console_runs() -> QuerySet[PipelineRun]:
-    """Runs with stage progress and the failed stage, as correlated subqueries: a page of the
-    runs list computes them for its own rows only, however many stage rows exist."""
+    """Runs with stage progress, the failed stage and what the run's model calls cost (None:
+    no priced call), as correlated subqueries: a page of the runs list computes them for its
+    own rows only, however many stage rows exist."""
     stages = StageExecution.objects.filter(run=OuterRef("pk"))
     failed = stages.filter(status=StageStatus.FAILED).order_by("-stage_order")
+    cost = stages.executed().order_by().values("run").annotate(cost=Sum("cost_usd"))
     return PipelineRun.objects.annotate(
         stage_count=_stage_count(stages.in_progress_count()),
         stages_done=_stage_count(stages.filter(status__in=DONE_STAGE_STATUSES)),
         failed_stage=Subquery(failed.values("stage_name")[:1]),
+        cost_usd=Subquery(cost.values("cost")[:1], output_field=DecimalField()),
     )
 
 
@@ -97,7 +102,11 @@ def failed_stage_names() -> list[str]:
 
 def run_stages(run: PipelineRun) -> QuerySet[StageExecution]:
     """A run's stage rows in execution order, with the rows reused ones point at."""
-    return run.stages.select_related("reused_from").order_by("stage_order")
+    return (
+        run.stages.select_related("reused_from")
+        .prefetch_related("model_usage")
+        .order_by("stage_order")
+    )
 
 
 def nested(stages: list[StageExecution]) -> list[StageExecution]:
@@ -367,8 +376,10 @@ class RunTotals:
     stage_time_ms: int
     executed_stages: int
     reused_stages: int
+    model_calls: int
     prompt_tokens: int
     completion_tokens: int
+    total_tokens: int
     cost_usd: Decimal
     reports_usage: bool
 
@@ -382,13 +393,45 @@ def run_totals(run: PipelineRun, stages: list[StageExecution]) -> RunTotals:
         stage_time_ms=sum(s.duration_ms or 0 for s in executed),
         executed_stages=len(executed),
         reused_stages=len(stages) - len(executed),
+        model_calls=sum(s.model_calls for s in executed),
         prompt_tokens=sum(s.prompt_tokens or 0 for s in executed),
         completion_tokens=sum(s.completion_tokens or 0 for s in executed),
+        total_tokens=sum(s.total_tokens or 0 for s in executed),
         cost_usd=sum((s.cost_usd or Decimal(0) for s in executed), Decimal(0)),
         reports_usage=any(
-            s.prompt_tokens is not None or s.cost_usd is not None or s.model_id for s in stages
+            s.model_calls or s.prompt_tokens is not None or s.cost_usd is not None or s.model_id
+            for s in stages
         ),
     )
+
+
+@dataclass
+class UsageTotals:
+    runs: int
+    model_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: Decimal
+
+
+def lineage_usage(run: PipelineRun) -> UsageTotals:
+    """What the run's whole retry tree cost: every stage that executed in any of its runs
+    (reused rows once, where they ran). One aggregate query."""
+    root_id = run.root_run_id or run.pk
+    totals = (
+        StageExecution.objects.executed()
+        .filter(runs_in_lineage(root_id, prefix="run__"))
+        .aggregate(
+            runs=Count("run", distinct=True),
+            model_calls=Coalesce(Sum("model_calls"), 0),
+            prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
+            completion_tokens=Coalesce(Sum("completion_tokens"), 0),
+            total_tokens=Coalesce(Sum("total_tokens"), 0),
+            cost_usd=Sum("cost_usd"),
+        )
+    )
+    return UsageTotals(**{**totals, "cost_usd": totals["cost_usd"] or Decimal(0)})
 
 
 def runs_failed_at(stage_name: str) -> Q:
@@ -399,16 +442,17 @@ def runs_failed_at(stage_name: str) -> Q:
     return Q(Exists(failed))
 
 
-def runs_in_lineage(run_id: str) -> Q:
-    """The retry tree `run_id` is the root of (or belongs to, given its root's id)."""
-    return Q(pk=run_id) | Q(root_run_id=run_id)
+def runs_in_lineage(run_id: str, *, prefix: str = "") -> Q:
+    """The retry tree `run_id` is the root of (or belongs to, given its root's id); `prefix`
+    filters another model by its run ("run__")."""
+    return Q(**{f"{prefix}pk": run_id}) | Q(**{f"{prefix}root_run_id": run_id})
 
 
 def get_run_detail(run_id: str) -> PipelineRun:
     """A run with `stage_list`, `lineage` and `ancestor_ids`: the same few queries whatever
     the number of stages or retries."""
     run = get_run(run_id)
-    run.stage_list = list(run.stages.order_by("stage_order"))
+    run.stage_list = list(run.stages.prefetch_related("model_usage").order_by("stage_order"))
     run.question_list = list(run.questions.select_related("answered_by"))
     run.lineage = run_lineage(run)
     parents = {member.pk: member.parent_run_id for member, _ in run.lineage.runs}

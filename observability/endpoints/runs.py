@@ -124,7 +124,7 @@ def run_detail(request: HttpRequest, run_id: UUID):
 def run_stages(request: HttpRequest, run_id: UUID):
     """The run's stage executions in order (a stage that ran twice has two)."""
     run = get_run(str(run_id))
-    return list(run.stages.order_by("stage_order"))
+    return list(run.stages.prefetch_related("model_usage").order_by("stage_order"))
 
 
 @router.get(
