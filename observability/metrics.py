@@ -31,6 +31,7 @@ from pipeline.models import (
     FINAL_RUN_STATUSES,
     AuditAction,
     AuditRecord,
+    ModelUsage,
     PipelineRun,
     RunStatus,
     StageExecution,
@@ -56,6 +57,7 @@ class ConsoleCollector:
     def collect(self) -> Iterator[Metric]:
         yield from self._runs()
         yield from self._stages()
+        yield from self._model_usage()
         yield from self._retries()
         yield from self._audited()
         yield self._queue_depth()
@@ -148,6 +150,44 @@ class ConsoleCollector:
                 )
             failures.add_metric(labels, row["failed"])
         yield from (durations, failures)
+
+    def _model_usage(self) -> Iterator[Metric]:
+        tokens = CounterMetricFamily(
+            "gamed_llm_tokens",
+            "Tokens of chat model calls stages made, by graph, stage, model and type (input or "
+            "output).",
+            labels=["graph", "stage", "model", "type"],
+        )
+        cost = CounterMetricFamily(
+            "gamed_llm_cost_usd",
+            "What chat model calls cost in US dollars (GAMED_MODEL_PRICES; models without a "
+            "price are not counted), by graph, stage and model.",
+            labels=["graph", "stage", "model"],
+        )
+        calls = CounterMetricFamily(
+            "gamed_llm_calls",
+            "Chat model calls stages made, by graph, stage and model.",
+            labels=["graph", "stage", "model"],
+        )
+        # Usage rows are only ever added, one per stage execution and model: sums only grow.
+        rows = (
+            ModelUsage.objects.values("stage__run__graph", "stage__stage_name", "model")
+            .annotate(
+                calls=Sum("calls"),
+                input=Sum("input_tokens"),
+                output=Sum("output_tokens"),
+                cost=Sum("cost_usd"),
+            )
+            .order_by("stage__run__graph", "stage__stage_name", "model")
+        )
+        for row in rows:
+            labels = [row["stage__run__graph"], row["stage__stage_name"], row["model"]]
+            tokens.add_metric([*labels, "input"], row["input"])
+            tokens.add_metric([*labels, "output"], row["output"])
+            calls.add_metric(labels, row["calls"])
+            if row["cost"] is not None:
+                cost.add_metric(labels, float(row["cost"]))
+        yield from (tokens, cost, calls)
 
     def _retries(self) -> Iterator[Metric]:
         retries = CounterMetricFamily(

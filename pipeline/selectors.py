@@ -182,6 +182,11 @@ class StageStatistics:
     retries: int = 0
     retries_finished: int = 0
     retries_succeeded: int = 0
+    model_calls: int = 0
+    tokens: int = 0
+    cost_usd: Decimal | None = None
+    tokens_p95: float | None = None
+    cost_p95: float | None = None
 
     @property
     def failure_rate(self) -> float | None:
@@ -211,28 +216,28 @@ class _PercentileCont(Aggregate):
         super().__init__(expression, fraction=float(fraction))
 
 
-def _duration_percentiles(executed: QuerySet[StageExecution]) -> dict[str, tuple]:
-    timed = executed.filter(duration_ms__isnull=False).order_by()
+def _percentiles(values: QuerySet[StageExecution], field: str) -> dict[str, tuple]:
+    """p50 and p95 of `field` per stage name, over the rows where it is set."""
+    measured = values.filter(**{f"{field}__isnull": False}).order_by()
     if connection.vendor == "postgresql":
-        rows = timed.values("stage_name").annotate(
-            p50=_PercentileCont("duration_ms", 0.5), p95=_PercentileCont("duration_ms", 0.95)
+        rows = measured.values("stage_name").annotate(
+            p50=_PercentileCont(field, 0.5), p95=_PercentileCont(field, 0.95)
         )
         return {row["stage_name"]: (row["p50"], row["p95"]) for row in rows}
-    # SQLite has no percentile aggregate: sort each stage's durations here.
-    durations: dict[str, list[int]] = {}
-    for name, ms in timed.order_by("stage_name", "duration_ms").values_list(
-        "stage_name", "duration_ms"
-    ):
-        durations.setdefault(name, []).append(ms)
+    # SQLite has no percentile aggregate: sort each stage's values here.
+    by_stage: dict[str, list[float]] = {}
+    for name, value in measured.order_by("stage_name", field).values_list("stage_name", field):
+        by_stage.setdefault(name, []).append(float(value))
     return {
         name: (percentile(values, 0.5), percentile(values, 0.95))
-        for name, values in durations.items()
+        for name, values in by_stage.items()
     }
 
 
 def stage_statistics(*, since: datetime | None = None) -> list[StageStatistics]:
-    """Per stage name: real executions (reused rows excluded), failures, p50/p95 duration, and
-    how retries started from that stage ended."""
+    """Per stage name: real executions (reused rows excluded), failures, p50/p95 duration,
+    model calls, tokens and cost (totals, and p95 per execution that called a model), and how
+    retries started from that stage ended."""
     executed = StageExecution.objects.executed()
     retries = PipelineRun.objects.filter(parent_run__isnull=False).exclude(retry_from_stage="")
     if since is not None:
@@ -242,13 +247,29 @@ def stage_statistics(*, since: datetime | None = None) -> list[StageStatistics]:
     for row in (
         executed.order_by()
         .values("stage_name")
-        .annotate(n=Count("pk"), failed=Count("pk", filter=Q(status=StageStatus.FAILED)))
+        .annotate(
+            n=Count("pk"),
+            failed=Count("pk", filter=Q(status=StageStatus.FAILED)),
+            calls=Coalesce(Sum("model_calls"), 0),
+            tokens=Coalesce(Sum("total_tokens"), 0),
+            cost=Sum("cost_usd"),
+        )
     ):
         stats[row["stage_name"]] = StageStatistics(
-            row["stage_name"], executions=row["n"], failures=row["failed"]
+            row["stage_name"],
+            executions=row["n"],
+            failures=row["failed"],
+            model_calls=row["calls"],
+            tokens=row["tokens"],
+            cost_usd=row["cost"],
         )
-    for name, (p50, p95) in _duration_percentiles(executed).items():
+    for name, (p50, p95) in _percentiles(executed, "duration_ms").items():
         stats[name].p50_ms, stats[name].p95_ms = p50, p95
+    called = executed.filter(model_calls__gt=0)
+    for name, (_, p95) in _percentiles(called, "total_tokens").items():
+        stats[name].tokens_p95 = p95
+    for name, (_, p95) in _percentiles(called, "cost_usd").items():
+        stats[name].cost_p95 = p95
     for row in (
         retries.order_by()
         .values("retry_from_stage")

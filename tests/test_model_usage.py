@@ -4,8 +4,12 @@ from decimal import Decimal
 
 import pytest
 
+from observability.models import ApiKey
 from pipeline.models import ModelUsage, RunStatus
-from pipeline.services import start_run
+from pipeline.services import retry_run, start_run
+from tests.api.conftest import ApiClient, make_user
+from tests.console import VIEW_PERMS, login, staff_user
+from tests.helpers import scrape
 
 pytestmark = pytest.mark.usefixtures("sync_queue")
 
@@ -57,3 +61,79 @@ def test_streamed_async_and_subgraph_calls_are_recorded_on_the_stage_that_made_t
     outline = ModelUsage.objects.get(stage__run=run, stage__stage_name="outline")
     assert (outline.cached_tokens, outline.reasoning_tokens) == (16, 2)
     assert outline.cost_usd is None
+
+
+PRICES = {"fake-react": {"input": Decimal(2), "output": Decimal(10)}}
+
+
+def test_metrics_count_tokens_and_cost_by_graph_stage_and_model_and_only_grow(
+    settings, metrics_token
+):
+    settings.GAMED_MODEL_PRICES = PRICES
+    run = start_run(graph="model_react", input=QUESTION)
+    run.refresh_from_db()
+    agent = {"graph": "model_react", "stage": "agent", "model": "fake-react-1"}
+    tools = {"graph": "model_react", "stage": "tools", "model": "fake-dictionary"}
+
+    def sample(name: str, labels: dict, **extra: str) -> float | None:
+        return scrape()[name].get(tuple(sorted({**labels, **extra}.items())))
+
+    assert sample("gamed_llm_tokens_total", agent, type="input") == 42
+    assert sample("gamed_llm_tokens_total", agent, type="output") == 16
+    assert sample("gamed_llm_tokens_total", tools, type="input") == 5
+    assert sample("gamed_llm_calls_total", agent) == 2
+    assert sample("gamed_llm_cost_usd_total", agent) == pytest.approx(0.000244)
+    assert sample("gamed_llm_cost_usd_total", tools) is None
+
+    # A retry from the tool runs it and the agent's last turn again; reused stages add nothing.
+    retry_run(run=run, from_stage="tools")
+
+    assert sample("gamed_llm_tokens_total", agent, type="input") == 72
+    assert sample("gamed_llm_tokens_total", tools, type="input") == 10
+    assert sample("gamed_llm_calls_total", agent) == 3
+    assert sample("gamed_llm_cost_usd_total", agent) == pytest.approx(0.000394)
+
+
+def test_api_and_admin_show_usage_per_stage_run_and_lineage(settings):
+    settings.GAMED_MODEL_PRICES = PRICES
+    run = start_run(graph="model_react", input=QUESTION)
+    run.refresh_from_db()
+    retry = retry_run(run=run, from_stage="tools")
+    retry.refresh_from_db()
+    assert retry.status == RunStatus.SUCCEEDED, retry.error_message
+
+    api = ApiClient(ApiKey.objects.create_key(name="read", owner=make_user("reader", "view"))[1])
+    detail = api.get(f"/runs/{retry.pk}").json()
+    first_agent = detail["stages"][0]
+    assert first_agent["status"] == "reused" and first_agent["model_calls"] == 0
+    tool = detail["stages"][1]
+    assert tool["model_usage"] == [
+        {
+            "model": "fake-dictionary",
+            "calls": 1,
+            "input_tokens": 5,
+            "output_tokens": 3,
+            "total_tokens": 8,
+            "cached_tokens": 0,
+            "reasoning_tokens": 0,
+            "cost_usd": None,
+        }
+    ]
+    assert detail["totals"]["prompt_tokens"] == 35 and detail["totals"]["model_calls"] == 2
+    assert detail["totals"]["cost_usd"] == pytest.approx(0.00015)
+    lineage = detail["lineage_totals"]
+    assert (lineage["runs"], lineage["model_calls"], lineage["prompt_tokens"]) == (2, 5, 82)
+    assert lineage["cost_usd"] == pytest.approx(0.000394)
+    listed = {item["id"]: item["cost_usd"] for item in api.get("/runs").json()["items"]}
+    assert listed == {str(run.pk): pytest.approx(0.000244), str(retry.pk): pytest.approx(0.00015)}
+
+    staff = login(staff_user("viewer", *VIEW_PERMS))
+    runs_list = staff.get("/admin/pipeline/pipelinerun/").content.decode()
+    # $0.000244 and $0.000150
+    assert runs_list.count('<td class="field-cost_display">$0.0002</td>') == 2
+    page = staff.get(f"/admin/pipeline/pipelinerun/{retry.pk}/change/").content.decode()
+    assert "fake-dictionary: 1 call, 5 tokens in, 3 out, no price" in page
+    assert "35 in, 12 out, 2 model calls" in page
+    assert "113 tokens, $0.0004 over 2 runs" in page
+    stats = staff.get("/admin/pipeline/pipelinerun/stats/").content.decode()
+    assert 'id="stats-agent"' in stats and "$0.0004" in stats
