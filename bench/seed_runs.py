@@ -219,13 +219,17 @@ def execute_templates() -> list[Lineage]:
             handler.setLevel(logging.ERROR)
 
     def start(graph: str, **data) -> PipelineRun:
-        run = services.start_run(graph=graph, input=data, via=Surface.API)
+        run = services.start_run(graph=graph, input=data, actor=services.Actor(via=Surface.API))
         run.refresh_from_db()
         return run
 
     def retry(run: PipelineRun, stage: str, reason: str, **patch) -> PipelineRun:
         new = services.retry_run(
-            run=run, from_stage=stage, state_patch=patch or None, via=Surface.ADMIN, reason=reason
+            run=run,
+            from_stage=stage,
+            state_patch=patch or None,
+            actor=services.Actor(via=Surface.ADMIN),
+            reason=reason,
         )
         new.refresh_from_db()
         return new
@@ -386,7 +390,7 @@ INSERT INTO pipeline_pipelinerun (
     parent_run_id, root_run_id, retry_from_stage, retry_depth, resume_mode, resume_note, reason,
     requested_by_id, requested_via, created_at, queued_at, started_at, finished_at,
     heartbeat_at, worker, lease_expires_at, checkpoints_pruned_at, cancel_requested, attempts,
-    auto_resumes)
+    auto_resumes, context, replay_answers)
 SELECT
     p.id, t.graph, p.status, p.subject,
     CASE WHEN t.graph = 'gamed'
@@ -400,32 +404,34 @@ SELECT
     p.id::text, p.parent_id, p.root_id, t.retry_from_stage, t.retry_depth, t.resume_mode,
     t.resume_note, t.reason, p.requested_by_id, p.requested_via, p.created_at, p.queued_at,
     p.started_at, p.finished_at, p.heartbeat_at, p.worker, p.lease_expires_at, NULL,
-    p.status = 'cancelled', CASE WHEN p.started_at IS NULL THEN 0 ELSE 1 END, 0
+    p.status = 'cancelled', CASE WHEN p.started_at IS NULL THEN 0 ELSE 1 END, 0, t.context,
+    t.replay_answers
 FROM seed_plan p JOIN pipeline_pipelinerun t ON t.id = p.template_id
 """
 
 # Each copied stage takes its typical time x the run's speed x 0.7-1.0, so stages never overlap.
 INSERT_STAGES = """
 INSERT INTO pipeline_stageexecution (
-    run_id, stage_name, stage_order, status, task_id, attempt, started_at, finished_at,
-    duration_ms, input_snapshot, output_snapshot, error_message, error_traceback, logs,
-    checkpoint_id, parent_checkpoint_id, reused_from_id, model_id, prompt_tokens,
-    completion_tokens, cost_usd)
+    run_id, stage_name, stage_order, namespace, status, task_id, attempt, tries, retry_errors,
+    started_at, finished_at, duration_ms, input_snapshot, output_snapshot, error_message,
+    error_traceback, logs, checkpoint_id, parent_checkpoint_id, reused_from_id, model_id,
+    model_calls, prompt_tokens, completion_tokens, total_tokens, cost_usd)
 SELECT
-    run_id, stage_name, stage_order, status, md5(run_id::text || ':' || stage_order)::uuid::text,
-    attempt, started_at,
+    run_id, stage_name, stage_order, namespace, status,
+    md5(run_id::text || ':' || stage_order)::uuid::text, attempt, tries, retry_errors, started_at,
     CASE WHEN status <> 'running' THEN started_at + ms * interval '1 ms' END,
     CASE WHEN started_at IS NULL THEN template_ms WHEN status <> 'running' THEN ms END,
     input_snapshot, output_snapshot, error_message, error_traceback, logs,
     CASE WHEN status <> 'running' THEN md5(run_id::text || '/' || stage_order)::uuid::text
         ELSE '' END,
     md5(run_id::text || '/' || (stage_order - 1))::uuid::text,
-    NULL, model_id, prompt_tokens, completion_tokens, cost_usd
+    NULL, model_id, CASE WHEN model_id = '' THEN 0 ELSE 1 END, prompt_tokens,
+    completion_tokens, prompt_tokens + completion_tokens, cost_usd
 FROM (
     SELECT
-        p.id AS run_id, s.stage_name, s.stage_order,
+        p.id AS run_id, s.stage_name, s.stage_order, s.namespace,
         CASE WHEN s.stage_order = p.keep THEN p.last_stage_status ELSE s.status END AS status,
-        s.attempt, s.duration_ms AS template_ms,
+        s.attempt, s.tries, s.retry_errors, s.duration_ms AS template_ms,
         p.started_at + tm.offset_ms * p.speed * interval '1 ms' AS started_at,
         round(tm.duration_ms * p.speed * (0.7 + 0.3 * random()))::int AS ms,
         CASE WHEN t.input->'faults' <> '{}' AND s.input_snapshot ? 'faults'

@@ -273,12 +273,17 @@ def test_graph_layout_puts_the_validator_loop_on_a_back_edge():
 def test_run_page_shows_tokens_and_cost_where_stages_report_them(operator_client):
     run = make_run(stages=2)
     run.stages.filter(stage_order=2).update(
-        model_id="model-x", prompt_tokens=120, completion_tokens=30, cost_usd=Decimal("0.0042")
+        model_id="model-x",
+        model_calls=1,
+        prompt_tokens=120,
+        completion_tokens=30,
+        total_tokens=150,
+        cost_usd=Decimal("0.0042"),
     )
     text = operator_client.get(run.admin_path).text
     assert "<th>model</th>" in text and "model-x" in text
     assert "120 / 30" in text and "$0.0042" in text
-    assert '<span class="label">tokens</span>120 + 30' in text
+    assert '<span class="label">tokens</span>150 <small>(120 in, 30 out, 1 model call)' in text
     plain = operator_client.get(make_run(stages=2).admin_path).text
     assert "<th>model</th>" not in plain
 
