@@ -8,6 +8,7 @@ from observability.models import ApiKey
 from pipeline.models import ModelUsage, RunStatus
 from pipeline.services import retry_run, start_run
 from tests.api.conftest import ApiClient, make_user
+from tests.conftest import child_env, manage
 from tests.console import VIEW_PERMS, login, staff_user
 from tests.helpers import scrape
 
@@ -137,3 +138,20 @@ def test_api_and_admin_show_usage_per_stage_run_and_lineage(settings):
     assert "113 tokens, $0.0004 over 2 runs" in page
     stats = staff.get("/admin/pipeline/pipelinerun/stats/").content.decode()
     assert 'id="stats-agent"' in stats and "$0.0004" in stats
+
+
+@pytest.mark.parametrize(
+    ("prices", "problem"),
+    [
+        ("{gpt", "must be a JSON object"),
+        ('["gpt-4o"]', "must be a JSON object"),
+        ('{"gpt-4o": {"input": 2.5}}', "the price of 'gpt-4o'"),
+        ('{"gpt-4o": {"input": -1, "output": 10}}', "non-negative"),
+        ('{"gpt-4o": {"input": 2.5, "output": 10, "per_call": 1}}', "the price of 'gpt-4o'"),
+    ],
+)
+def test_a_malformed_price_table_stops_the_console_with_what_is_wrong(prices, problem):
+    result = manage("check", env=child_env(GAMED_MODEL_PRICES=prices))
+
+    assert result.returncode != 0
+    assert "GAMED_MODEL_PRICES" in result.stderr and problem in result.stderr
