@@ -1,8 +1,10 @@
 """Every chat model call a stage makes is recorded on it: model, tokens, calls and cost."""
 
 from decimal import Decimal
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 
 from observability.models import ApiKey
 from pipeline.models import ModelUsage, RunStatus
@@ -95,7 +97,7 @@ def test_metrics_count_tokens_and_cost_by_graph_stage_and_model_and_only_grow(
     assert sample("gamed_llm_cost_usd_total", agent) == pytest.approx(0.000394)
 
 
-def test_api_and_admin_show_usage_per_stage_run_and_lineage(settings):
+def test_api_admin_and_show_run_show_usage_per_stage_run_and_lineage(settings):
     settings.GAMED_MODEL_PRICES = PRICES
     run = start_run(graph="model_react", input=QUESTION)
     run.refresh_from_db()
@@ -138,6 +140,10 @@ def test_api_and_admin_show_usage_per_stage_run_and_lineage(settings):
     assert "113 tokens, $0.0004 over 2 runs" in page
     stats = staff.get("/admin/pipeline/pipelinerun/stats/").content.decode()
     assert 'id="stats-agent"' in stats and "$0.0004" in stats
+
+    out = StringIO()
+    call_command("show_run", run.short_id, stdout=out)
+    assert "model use  3 calls, 66 tokens (47 in, 19 out), $0.000244" in out.getvalue()
 
 
 @pytest.mark.parametrize(

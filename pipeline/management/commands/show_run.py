@@ -5,11 +5,11 @@ from django.core.management.base import BaseCommand, CommandError
 from pipeline.exceptions import PipelineError
 from pipeline.lib import format_duration, format_ms
 from pipeline.management.output import table
-from pipeline.selectors import find_run, nested
+from pipeline.selectors import find_run, nested, run_totals
 
 
 class Command(BaseCommand):
-    help = "Show one run: its stages, durations, errors and checkpoint ids."
+    help = "Show one run: its stages, durations, errors, checkpoint ids and model use."
 
     def add_arguments(self, parser):
         parser.add_argument("run_id", help="run id, or a unique prefix of it")
@@ -38,12 +38,23 @@ class Command(BaseCommand):
                 ("retry depth", str(run.retry_depth)),
                 ("resume mode", run.get_resume_mode_display()),
             ]
+        stages = nested(list(run.stages.order_by("stage_order")))
+        totals = run_totals(run, stages)
+        if totals.reports_usage:
+            priced = any(s.cost_usd is not None for s in stages if s.executed)
+            fields.append(
+                (
+                    "model use",
+                    f"{totals.model_calls} calls, {totals.total_tokens} tokens "
+                    f"({totals.prompt_tokens} in, {totals.completion_tokens} out), "
+                    + (f"${totals.cost_usd:.6f}" if priced else "no price"),
+                )
+            )
         if run.error_message:
             fields.append(("error", run.error_message))
         width = max(len(name) for name, _ in fields)
         for name, value in fields:
             self.stdout.write(f"{name:<{width}}  {value}")
-        stages = nested(list(run.stages.order_by("stage_order")))
         self.stdout.write("")
         if not stages:
             self.stdout.write("No stages recorded yet.")
