@@ -15,7 +15,9 @@ pytestmark = pytest.mark.usefixtures("sync_queue")
         "Why?",
         "Explain how a bill becomes a law in Congress",
         "Sort these musical instruments into strings, brass and percussion",
+        "Describe the journey of a letter " + "through the postal network " * 35,
     ],
+    ids=["flower", "one word", "civics", "sorting cue", "long question"],
 )
 def test_offline_model_gives_a_valid_game_for_any_question(question):
     run = start_run(graph="gamed", input={"question": question})
