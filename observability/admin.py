@@ -1,9 +1,11 @@
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
@@ -46,6 +48,7 @@ from pipeline.models import (
 )
 from pipeline.selectors import (
     console_runs,
+    expected_stage_count,
     failed_stage_names,
     get_run,
     nested,
@@ -347,7 +350,11 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             "run": run,
             "run_duration": format_duration(run.duration),
             "stages_done": sum(1 for s in stages if s.is_done),
-            "stage_count": sum(1 for s in stages if s.counts_in_progress),
+            "stage_count": expected_stage_count(
+                run,
+                sum(1 for s in stages if s.counts_in_progress(stages)),
+                max(stages, key=lambda s: s.stage_order).stage_name if stages else None,
+            ),
             "stage_rows": [self._stage_row(stage, now) for stage in stages],
             "usage": _usage(run, stages),
             "timeline": build_timeline(run, stages, now),
@@ -439,6 +446,22 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                     "admin/pipeline/pipelinerun/console/graph.html", context, request
                 ),
             }
+        )
+
+    def history_view(self, request, object_id, extra_context=None):
+        """A run's history is its audit trail: what operators did to it on every surface, and
+        the action that created it. Admin's own change log stays empty, runs are not edited."""
+        try:
+            run_id = uuid.UUID(str(object_id))
+        except ValueError:
+            return super().history_view(request, object_id, extra_context)
+        records = (
+            AuditRecord.objects.filter(Q(run_id=run_id) | Q(result_run_id=run_id))
+            .select_related("actor")
+            .order_by("at", "pk")
+        )
+        return super().history_view(
+            request, object_id, {**(extra_context or {}), "audit_records": list(records)}
         )
 
     # Actions on one run --------------------------------------------------------------------
@@ -660,7 +683,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
 
     @admin.display(description="stages done")
     def progress(self, run):
-        return f"{run.stages_done}/{run.stage_count}"
+        return f"{run.stages_done}/{expected_stage_count(run, run.stage_count, run.last_stage)}"
 
     @admin.display(description="failed stage", ordering="failed_stage")
     def failed_stage(self, run):

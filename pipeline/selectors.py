@@ -22,7 +22,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from pipeline.exceptions import RunNotFound
+from pipeline.exceptions import PipelineError, RunNotFound
 from pipeline.models import (
     DONE_STAGE_STATUSES,
     TERMINAL_RUN_STATUSES,
@@ -83,7 +83,30 @@ def console_runs() -> QuerySet[PipelineRun]:
         stage_count=_stage_count(stages.in_progress_count()),
         stages_done=_stage_count(stages.filter(status__in=DONE_STAGE_STATUSES)),
         failed_stage=Subquery(failed.values("stage_name")[:1]),
+        failed_stage_id=Subquery(failed.values("pk")[:1]),
+        last_stage=Subquery(stages.order_by("-stage_order").values("stage_name")[:1]),
     )
+
+
+def expected_stage_count(run: PipelineRun, counted: int, last_stage: str | None) -> int:
+    """The "m" of a run's "n/m stages done": the stage rows that count, and while the run is
+    still to start or running, the graph's stages declared after the latest one it reached
+    (a pending retry has its reused rows, and everything from its retry stage still to run).
+    A conditional stage may yet be skipped and a loop may add executions: an estimate until
+    the run ends, exact after."""
+    if run.is_terminal:
+        return counted
+    # Imported here: the runs list of the CLI counts without loading graphs.
+    from pipeline.graphs import stage_names, top_stage
+
+    try:
+        names = stage_names(run.graph)
+    except PipelineError:
+        return counted
+    if not last_stage:
+        return counted + len(names)
+    top = top_stage(last_stage)
+    return counted + (len(names) - names.index(top) - 1 if top in names else 0)
 
 
 def failed_stage_names() -> list[str]:
