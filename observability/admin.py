@@ -271,6 +271,36 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     ]
     readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
 
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        return _with_live_flag(response, lambda run: run.is_active)
+
+    def get_list_display(self, request):
+        """The columns, and per-row Retry / Cancel links for a user who may use them."""
+        may_retry = self.has_retry_permission(request)
+        may_cancel = self.has_run_permission(request, "cancel")
+        if not (may_retry or may_cancel):
+            return self.list_display
+
+        @admin.display(description="actions")
+        def row_actions(run):
+            links = []
+            if may_retry and run.can_retry and run.failed_stage_id:
+                url = reverse("admin:pipeline_pipelinerun_retry", args=[run.pk])
+                links.append(
+                    (f"{url}?stage={run.failed_stage_id}", "retry", "Retry from failed stage")
+                )
+            if may_cancel and run.can_cancel:
+                url = reverse("admin:pipeline_pipelinerun_cancel", args=[run.pk])
+                links.append((url, "cancel", "Cancel"))
+            if not links:
+                return "-"
+            return format_html_join(
+                " ", '<a href="{}" class="row-action row-action-{}">{}</a>', links
+            )
+
+        return [*self.list_display, row_actions]
+
     def get_queryset(self, request):
         runs = console_runs()
         if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
@@ -546,6 +576,8 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         context = self._context(
             request,
             title="Waiting for input",
+            # New questions come from runs still executing; shown ones wait for an answer.
+            list_is_live=bool(questions) or PipelineRun.objects.active().exists(),
             questions=questions[: self.INBOX_LIMIT],
             more=len(questions) > self.INBOX_LIMIT,
             can_answer=self.has_run_permission(request, "answer"),
@@ -710,6 +742,14 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         return _run_link(run.root_run)
 
 
+def _with_live_flag(response, is_live) -> object:
+    """Tell the list's live script whether any row shown is still pending or running."""
+    context = getattr(response, "context_data", None)
+    if context and "cl" in context:
+        context["list_is_live"] = any(is_live(row) for row in context["cl"].result_list)
+    return response
+
+
 def _form_page(request, template: str, context: dict, form) -> TemplateResponse:
     # A form sent back with errors is a refused request: 400, like the API's refusals.
     status = 400 if form.errors else 200
@@ -810,6 +850,12 @@ class StageExecutionAdmin(RetryAdminMixin, ReadOnlyAdmin):
     search_fields = ["stage_name", "error_message", "run__id", "checkpoint_id"]
     list_select_related = ["run"]
     actions = ["retry_from_this_stage"]
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        return _with_live_flag(
+            response, lambda stage: stage.status in (StageStatus.RUNNING, StageStatus.WAITING)
+        )
 
     @admin.display(description="run", ordering="run")
     def run_link(self, stage):
