@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 
 from observability.auth import can_view_runs
 from observability.forms import AnswerForm, ReasonForm, RetryForm, StartRunForm
@@ -276,14 +277,16 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         return _with_live_flag(response, lambda run: run.is_active)
 
     def get_list_display(self, request):
-        """The columns, and per-row Retry / Cancel links for a user who may use them."""
+        """The columns; for a user who may retry or cancel, the status cell also holds the
+        run's Retry from failed stage and Cancel links (a column of their own would push
+        the list wider than a desktop with admin's sidebar open)."""
         may_retry = self.has_retry_permission(request)
         may_cancel = self.has_run_permission(request, "cancel")
         if not (may_retry or may_cancel):
             return self.list_display
 
-        @admin.display(description="actions")
-        def row_actions(run):
+        @admin.display(description="status", ordering="status")
+        def status_and_actions(run):
             links = []
             if may_retry and run.can_retry and run.failed_stage_id:
                 url = reverse("admin:pipeline_pipelinerun_retry", args=[run.pk])
@@ -293,13 +296,19 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             if may_cancel and run.can_cancel:
                 url = reverse("admin:pipeline_pipelinerun_cancel", args=[run.pk])
                 links.append((url, "cancel", "Cancel"))
+            status = self.status_display(run)
             if not links:
-                return "-"
-            return format_html_join(
-                " ", '<a href="{}" class="row-action row-action-{}">{}</a>', links
+                return status
+            return format_html(
+                '{}<span class="row-actions">{}</span>',
+                status,
+                format_html_join("", '<a href="{}" class="row-action row-action-{}">{}</a>', links),
             )
 
-        return [*self.list_display, row_actions]
+        return [
+            status_and_actions if column == "status_display" else column
+            for column in self.list_display
+        ]
 
     def get_queryset(self, request):
         runs = console_runs()
@@ -719,7 +728,12 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
 
     @admin.display(description="failed stage", ordering="failed_stage")
     def failed_stage(self, run):
-        return run.failed_stage or "-"
+        if not run.failed_stage:
+            return "-"
+        # Long stage names may break after an underscore, so the column stays narrow.
+        return format_html_join(
+            mark_safe("_<wbr>"), "{}", ((part,) for part in run.failed_stage.split("_"))
+        )
 
     @admin.display(description="retry depth", ordering="retry_depth")
     def retry_depth_display(self, run):
@@ -727,7 +741,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             return run.retry_depth
         parent = reverse("admin:pipeline_pipelinerun_change", args=[run.parent_run_id])
         return format_html(
-            '{} <small>of <a href="{}">{}</a></small>',
+            '{}<br><small>of <a href="{}">{}</a></small>',
             run.retry_depth,
             parent,
             str(run.parent_run_id)[:8],
