@@ -1,7 +1,7 @@
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -13,9 +13,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html, format_html_join, json_script
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
 
 from observability.auth import can_view_runs
 from observability.forms import AnswerForm, ReasonForm, RetryForm, StartRunForm
@@ -23,9 +24,11 @@ from observability.run_page import (
     build_timeline,
     draw_graph,
     layout_graph,
+    run_log,
     stage_changes,
     stage_log_preview,
     stage_ms,
+    state_difference,
 )
 from pipeline import services
 from pipeline.exceptions import (
@@ -35,7 +38,8 @@ from pipeline.exceptions import (
     RunNotFound,
     UnknownGraph,
 )
-from pipeline.graphs import compiled_graph, registered_graphs
+from pipeline.forking import checkpoint_config
+from pipeline.graphs import compiled_graph, graph_problems, registered_graphs, stage_paths
 from pipeline.lib import format_duration, format_ms
 from pipeline.models import (
     AuditRecord,
@@ -59,7 +63,9 @@ from pipeline.selectors import (
     run_totals,
     runs_failed_at,
     stage_statistics,
+    stage_trend,
 )
+from pipeline.snapshots import to_json
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -228,8 +234,8 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 "fields": [
                     "graph",
                     "subject",
-                    "input",
-                    "output",
+                    "input_tree",
+                    "output_tree",
                     "created_at",
                     "started_at",
                     "finished_at",
@@ -336,6 +342,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             view("retry", "<uuid:run_id>/retry/", self.retry_view),
             view("answer", "<uuid:run_id>/answer/", self.answer_view),
             view("live", "<uuid:run_id>/live/", self.live_view),
+            view("checkpoints", "<uuid:run_id>/checkpoints/", self.checkpoints_view),
             *(
                 view(name, f"<uuid:run_id>/{name}/", action_view(action))
                 for name, action in RUN_ACTIONS.items()
@@ -401,8 +408,11 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         }
 
     def console_context(self, request: HttpRequest, run: PipelineRun) -> dict:
+        live = self.live_context(run)
         return {
-            **self.live_context(run),
+            **live,
+            "run_log": run_log([row["stage"] for row in live["stage_rows"]]),
+            "checkpoints_url": reverse("admin:pipeline_pipelinerun_checkpoints", args=[run.pk]),
             "run_is_live": not run.is_terminal,
             "live_url": reverse("admin:pipeline_pipelinerun_live", args=[run.pk]),
             "run_buttons": self.run_buttons(request, run),
@@ -486,6 +496,59 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 ),
             }
         )
+
+    CHECKPOINT_LIMIT = 200
+
+    def checkpoints_view(self, request, run_id):
+        """The run's thread in LangGraph's checkpointer: each checkpoint with the state at it,
+        a diff between any two (?a=&b=), and between this retry and its parent (?parent=1)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        run = self._run_or_404(run_id)
+        checkpoints, problem = _thread_history(run, self.CHECKPOINT_LIMIT)
+        by_id = {entry["id"]: entry for entry in checkpoints}
+        first, second = request.GET.get("a", ""), request.GET.get("b", "")
+        compared = None
+        if first or second:
+            if first not in by_id or second not in by_id:
+                return TemplateResponse(
+                    request,
+                    "admin/pipeline/pipelinerun/checkpoints.html",
+                    self._context(
+                        request,
+                        title=f"Checkpoints of {run}",
+                        run=run,
+                        checkpoints=checkpoints,
+                        problem=f"Run {run.short_id} has no such checkpoint on its thread.",
+                    ),
+                    status=404,
+                )
+            compared = {
+                "before": by_id[first],
+                "after": by_id[second],
+                "changes": state_difference(by_id[first]["state"], by_id[second]["state"]),
+            }
+        elif request.GET.get("parent") and run.parent_run_id:
+            parent_history, _ = _thread_history(run.parent_run, 1)
+            if checkpoints and parent_history:
+                compared = {
+                    "before": {**parent_history[0], "run": run.parent_run},
+                    "after": {**checkpoints[0], "run": run},
+                    "changes": state_difference(
+                        parent_history[0]["state"], checkpoints[0]["state"]
+                    ),
+                }
+        context = self._context(
+            request,
+            title=f"Checkpoints of {run}",
+            run=run,
+            checkpoints=checkpoints,
+            compared=compared,
+            problem=problem,
+            first=first,
+            second=second,
+        )
+        return TemplateResponse(request, "admin/pipeline/pipelinerun/checkpoints.html", context)
 
     def history_view(self, request, object_id, extra_context=None):
         """A run's history is its audit trail: what operators did to it on every surface, and
@@ -669,6 +732,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             window = "30"
         since = None if window == "all" else timezone.now() - timedelta(days=int(window))
         outcomes = run_outcomes_by_day(days=14)
+        trend = {name: _trend_bars(days) for name, days in stage_trend(days=14).items()}
         context = self._context(
             request,
             title="Stage statistics",
@@ -681,8 +745,9 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                     "p50": format_ms(row.p50_ms),
                     "p95": format_ms(row.p95_ms),
                     "retry_success": _percent(row.retry_success_rate),
+                    "trend": trend.get(row.stage_name, []),
                 }
-                for row in stage_statistics(since=since)
+                for row in _in_pipeline_order(stage_statistics(since=since))
             ],
             outcomes=[(graph, _outcome_rows(days)) for graph, days in outcomes.items()],
             statuses=[s.value for s in RunStatus],
@@ -747,6 +812,14 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             str(run.parent_run_id)[:8],
         )
 
+    @admin.display(description="input")
+    def input_tree(self, run):
+        return _json_tree(run.input)
+
+    @admin.display(description="output (final state)")
+    def output_tree(self, run):
+        return _json_tree(run.output)
+
     @admin.display(description="parent run")
     def parent_run_link(self, run):
         return _run_link(run.parent_run)
@@ -771,10 +844,89 @@ def _form_page(request, template: str, context: dict, form) -> TemplateResponse:
 
 
 def _when(moment) -> str:
+    """Today's times as 10:01:03 UTC, older ones with their date; how long ago below."""
     local = timezone.localtime(moment)
-    if local.date() == timezone.localdate():
-        return local.strftime("%H:%M:%S")
-    return local.strftime("%Y-%m-%d %H:%M")
+    shown = "%H:%M:%S %Z" if local.date() == timezone.localdate() else "%Y-%m-%d %H:%M:%S %Z"
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time><br><small class="age">{} ago</small>',
+        local.isoformat(),
+        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        local.strftime(shown),
+        timesince(moment).split(",")[0],
+    )
+
+
+def _json_tree(value) -> str:
+    """A JSON value the run page's script draws as a collapsible, searchable tree."""
+    if value is None:
+        return "-"
+    return format_html('<div class="json-tree">{}</div>', json_script(value))
+
+
+def _thread_history(run: PipelineRun, limit: int) -> tuple[list[dict], str]:
+    """The run thread's checkpoints, newest first, each with the state at it (JSON)."""
+    if run.checkpoints_pruned_at:
+        return [], "Its checkpoints were pruned by retention."
+    try:
+        history = compiled_graph(run.graph).get_state_history(
+            checkpoint_config(run.thread_id), limit=limit
+        )
+        snapshots = list(history)
+    except UnknownGraph:
+        return [], f"Graph {run.graph!r} is no longer registered: its checkpoints cannot be read."
+    written_by = {
+        stage.checkpoint_id: stage
+        for stage in run.stages.executed().exclude(checkpoint_id="").order_by("stage_order")
+    }
+    entries = []
+    for snapshot in snapshots:
+        configurable = snapshot.config["configurable"]
+        metadata = snapshot.metadata or {}
+        entries.append(
+            {
+                "id": configurable["checkpoint_id"],
+                "step": metadata.get("step"),
+                "source": metadata.get("source", ""),
+                "next": list(snapshot.next),
+                "created_at": datetime.fromisoformat(snapshot.created_at)
+                if snapshot.created_at
+                else None,
+                "stage": written_by.get(configurable["checkpoint_id"]),
+                "state": to_json(snapshot.values)
+                if isinstance(snapshot.values, dict)
+                else {"value": to_json(snapshot.values)},
+            }
+        )
+    return entries, ""
+
+
+def _in_pipeline_order(rows: list) -> list:
+    """Stage statistics in the order the registered graphs declare their stages; stages no
+    graph declares any more come last, by name."""
+    order: dict[str, int] = {}
+    broken = graph_problems()
+    for graph in registered_graphs():
+        if graph in broken:
+            continue
+        for stage in stage_paths(graph):
+            order.setdefault(stage, len(order))
+    return sorted(rows, key=lambda row: (order.get(row.stage_name, len(order)), row.stage_name))
+
+
+def _trend_bars(days: list) -> list[dict]:
+    """Per day: executions and failures, with bar heights (the executions that did not fail,
+    and the failures) in percent of the busiest day."""
+    busiest = max((executed for _, executed, _ in days), default=0) or 1
+    return [
+        {
+            "day": day,
+            "executed": executed,
+            "failed": failed,
+            "height": round((executed - failed) / busiest * 100),
+            "failed_height": round(failed / busiest * 100),
+        }
+        for day, executed, failed in days
+    ]
 
 
 def _json(value) -> str:

@@ -278,6 +278,32 @@ def stage_statistics(*, since: datetime | None = None) -> list[StageStatistics]:
     return sorted(stats.values(), key=lambda s: s.stage_name)
 
 
+def stage_trend(*, days: int = 14) -> dict[str, list[tuple[date, int, int]]]:
+    """Per stage name, for each of the last `days` days (today included): how many times it
+    really ran (reused rows excluded) and how many of those failed. One query."""
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    start = timezone.make_aware(datetime.combine(first, datetime.min.time()))
+    rows = (
+        StageExecution.objects.executed()
+        .filter(started_at__gte=start)
+        .annotate(day=TruncDate("started_at"))
+        .order_by()
+        .values("stage_name", "day")
+        .annotate(n=Count("pk"), failed=Count("pk", filter=Q(status=StageStatus.FAILED)))
+    )
+    counts: dict[str, dict[date, tuple[int, int]]] = {}
+    for row in rows:
+        counts.setdefault(row["stage_name"], {})[row["day"]] = (row["n"], row["failed"])
+    return {
+        name: [
+            (day, *by_day.get(day, (0, 0)))
+            for day in (first + timedelta(days=offset) for offset in range(days))
+        ]
+        for name, by_day in sorted(counts.items())
+    }
+
+
 def run_outcomes_by_day(*, days: int = 14) -> dict[str, list[tuple[date, dict[str, int]]]]:
     """Per graph, for each of the last `days` days (today included): runs created, by status."""
     today = timezone.localdate()
