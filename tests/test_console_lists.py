@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from pipeline.models import RunStatus, StageStatus
 from tests.console import OPERATOR_PERMS, VIEW_PERMS, login, make_run, staff_user
+from tests.test_admin_console import queries_for
 
 CHANGELIST = "/admin/pipeline/pipelinerun/"
 STAGES = "/admin/pipeline/stageexecution/"
@@ -67,3 +68,22 @@ def test_runs_list_offers_a_viewer_no_row_actions(viewer_client):
     make_run(status=RunStatus.RUNNING, stages=2)
     page = viewer_client.get(CHANGELIST).text
     assert 'class="row-action' not in page
+
+
+def _questions(count: int) -> None:
+    for _ in range(count):
+        run = make_run(status=RunStatus.WAITING, stages=2)
+        run.questions.create(interrupt_id=f"i-{run.pk}", stage_name="review", value="Publish?")
+
+
+def test_stage_list_and_inbox_query_counts_are_the_same_for_few_and_many_runs(operator_client):
+    inbox = reverse("admin:pipeline_pipelinerun_inbox")
+    _questions(2)
+    make_run(status=RunStatus.RUNNING, stages=3)
+    operator_client.get(STAGES)
+    few = (queries_for(operator_client, STAGES), queries_for(operator_client, inbox))
+    _questions(20)
+    for _ in range(20):
+        make_run(status=RunStatus.FAILED, failed_at=4)
+    many = (queries_for(operator_client, STAGES), queries_for(operator_client, inbox))
+    assert many == few
