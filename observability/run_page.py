@@ -320,20 +320,29 @@ def _clock(epoch: Any) -> str:
 
 
 def run_log(stages: list[StageExecution]) -> list[dict]:
-    """Every log record of every stage of the run, in time order, each with its stage."""
+    """Every log record of every stage of the run, in time order, each with its stage. A
+    reused stage shows what it logged in the run it really ran in."""
     records = [
         {
             **record,
             "stage": stage,
+            "reused": source is not stage,
             "when": _clock(record.get("time")),
             "level": record.get("level", logging.INFO),
             "level_name": record.get("level_name", "INFO"),
             "sort": (record.get("time") or 0, stage.stage_order, seq),
         }
         for stage in stages
-        for seq, record in enumerate(stage.logs if isinstance(stage.logs, list) else [])
+        for source in [_logged_by(stage)]
+        for seq, record in enumerate(source.logs if isinstance(source.logs, list) else [])
     ]
     return sorted(records, key=lambda record: record["sort"])
+
+
+def _logged_by(stage: StageExecution) -> StageExecution:
+    if stage.status == StageStatus.REUSED and stage.reused_from_id:
+        return stage.reused_from
+    return stage
 
 
 @dataclass
