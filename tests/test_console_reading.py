@@ -147,3 +147,16 @@ def test_stats_page_query_count_is_the_same_for_5_and_50_runs(operator_client):
     for _ in range(45):
         make_run(status=RunStatus.SUCCEEDED, stages=8)
     assert queries_for(operator_client, STATS) == with_5
+
+
+@pytest.mark.usefixtures("sync_queue")
+def test_checkpoints_page_reads_the_thread_of_a_graph_with_async_nodes(operator_client):
+    run = start_run(graph="docs_async", input={"visited": []})
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+
+    page = operator_client.get(checkpoints_url(run))
+
+    written = {entry["stage"].stage_name for entry in page.context["checkpoints"] if entry["stage"]}
+    assert written == {"fetch", "parse", "summarize"}
+    assert page.context["checkpoints"][0]["state"]["visited"] == ["fetch", "parse", "summarize"]
