@@ -246,6 +246,7 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+FORMAT_MODULE_PATH = ["gamed_console.formats"]
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 # The ASGI app serves STATIC_URL itself (`make run`); in production the proxy serves STATIC_ROOT.

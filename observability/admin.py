@@ -1,9 +1,11 @@
 import json
+import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
@@ -11,8 +13,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html, format_html_join, json_script
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
 
 from observability.auth import can_view_runs
 from observability.forms import AnswerForm, ReasonForm, RetryForm, StartRunForm
@@ -20,9 +24,11 @@ from observability.run_page import (
     build_timeline,
     draw_graph,
     layout_graph,
+    run_log,
     stage_changes,
     stage_log_preview,
     stage_ms,
+    state_difference,
 )
 from pipeline import services
 from pipeline.exceptions import (
@@ -32,7 +38,8 @@ from pipeline.exceptions import (
     RunNotFound,
     UnknownGraph,
 )
-from pipeline.graphs import compiled_graph, registered_graphs
+from pipeline.forking import checkpoint_config
+from pipeline.graphs import compiled_graph, graph_problems, registered_graphs, stage_paths
 from pipeline.lib import format_duration, format_ms
 from pipeline.models import (
     AuditRecord,
@@ -46,6 +53,7 @@ from pipeline.models import (
 )
 from pipeline.selectors import (
     console_runs,
+    expected_stage_count,
     failed_stage_names,
     get_run,
     lineage_usage,
@@ -56,7 +64,9 @@ from pipeline.selectors import (
     run_totals,
     runs_failed_at,
     stage_statistics,
+    stage_trend,
 )
+from pipeline.snapshots import to_json
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -203,7 +213,6 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     list_display = [
         "short_id",
         "status_display",
-        "graph",
         "subject_display",
         "started",
         "duration_display",
@@ -226,8 +235,8 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 "fields": [
                     "graph",
                     "subject",
-                    "input",
-                    "output",
+                    "input_tree",
+                    "output_tree",
                     "created_at",
                     "started_at",
                     "finished_at",
@@ -270,6 +279,44 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     ]
     readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
 
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        return _with_live_flag(response, lambda run: run.is_active)
+
+    def get_list_display(self, request):
+        """The columns; for a user who may retry or cancel, the status cell also holds the
+        run's Retry from failed stage and Cancel links (a column of their own would push
+        the list wider than a desktop with admin's sidebar open)."""
+        may_retry = self.has_retry_permission(request)
+        may_cancel = self.has_run_permission(request, "cancel")
+        if not (may_retry or may_cancel):
+            return self.list_display
+
+        @admin.display(description="status", ordering="status")
+        def status_and_actions(run):
+            links = []
+            if may_retry and run.can_retry and run.failed_stage_id:
+                url = reverse("admin:pipeline_pipelinerun_retry", args=[run.pk])
+                links.append(
+                    (f"{url}?stage={run.failed_stage_id}", "retry", "Retry from failed stage")
+                )
+            if may_cancel and run.can_cancel:
+                url = reverse("admin:pipeline_pipelinerun_cancel", args=[run.pk])
+                links.append((url, "cancel", "Cancel"))
+            status = self.status_display(run)
+            if not links:
+                return status
+            return format_html(
+                '{}<span class="row-actions">{}</span>',
+                status,
+                format_html_join("", '<a href="{}" class="row-action row-action-{}">{}</a>', links),
+            )
+
+        return [
+            status_and_actions if column == "status_display" else column
+            for column in self.list_display
+        ]
+
     def get_queryset(self, request):
         runs = console_runs()
         if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
@@ -296,6 +343,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             view("retry", "<uuid:run_id>/retry/", self.retry_view),
             view("answer", "<uuid:run_id>/answer/", self.answer_view),
             view("live", "<uuid:run_id>/live/", self.live_view),
+            view("checkpoints", "<uuid:run_id>/checkpoints/", self.checkpoints_view),
             *(
                 view(name, f"<uuid:run_id>/{name}/", action_view(action))
                 for name, action in RUN_ACTIONS.items()
@@ -349,7 +397,11 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             "run": run,
             "run_duration": format_duration(run.duration),
             "stages_done": sum(1 for s in stages if s.is_done),
-            "stage_count": sum(1 for s in stages if s.counts_in_progress),
+            "stage_count": expected_stage_count(
+                run,
+                sum(1 for s in stages if s.counts_in_progress(stages)),
+                max(stages, key=lambda s: s.stage_order).stage_name if stages else None,
+            ),
             "stage_rows": [self._stage_row(stage, now) for stage in stages],
             "usage": _usage(run, stages),
             "timeline": build_timeline(run, stages, now),
@@ -357,8 +409,11 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         }
 
     def console_context(self, request: HttpRequest, run: PipelineRun) -> dict:
+        live = self.live_context(run)
         return {
-            **self.live_context(run),
+            **live,
+            "run_log": run_log([row["stage"] for row in live["stage_rows"]]),
+            "checkpoints_url": reverse("admin:pipeline_pipelinerun_checkpoints", args=[run.pk]),
             "run_is_live": not run.is_terminal,
             "live_url": reverse("admin:pipeline_pipelinerun_live", args=[run.pk]),
             "run_buttons": self.run_buttons(request, run),
@@ -443,6 +498,75 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             }
         )
 
+    CHECKPOINT_LIMIT = 200
+
+    def checkpoints_view(self, request, run_id):
+        """The run's thread in LangGraph's checkpointer: each checkpoint with the state at it,
+        a diff between any two (?a=&b=), and between this retry and its parent (?parent=1)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        run = self._run_or_404(run_id)
+        checkpoints, problem = _thread_history(run, self.CHECKPOINT_LIMIT)
+        by_id = {entry["id"]: entry for entry in checkpoints}
+        first, second = request.GET.get("a", ""), request.GET.get("b", "")
+        compared = None
+        if first or second:
+            if first not in by_id or second not in by_id:
+                return TemplateResponse(
+                    request,
+                    "admin/pipeline/pipelinerun/checkpoints.html",
+                    self._context(
+                        request,
+                        title=f"Checkpoints of {run}",
+                        run=run,
+                        checkpoints=checkpoints,
+                        problem=f"Run {run.short_id} has no such checkpoint on its thread.",
+                    ),
+                    status=404,
+                )
+            compared = {
+                "before": by_id[first],
+                "after": by_id[second],
+                "changes": state_difference(by_id[first]["state"], by_id[second]["state"]),
+            }
+        elif request.GET.get("parent") and run.parent_run_id:
+            parent_history, _ = _thread_history(run.parent_run, 1)
+            if checkpoints and parent_history:
+                compared = {
+                    "before": {**parent_history[0], "run": run.parent_run},
+                    "after": {**checkpoints[0], "run": run},
+                    "changes": state_difference(
+                        parent_history[0]["state"], checkpoints[0]["state"]
+                    ),
+                }
+        context = self._context(
+            request,
+            title=f"Checkpoints of {run}",
+            run=run,
+            checkpoints=checkpoints,
+            compared=compared,
+            problem=problem,
+            first=first,
+            second=second,
+        )
+        return TemplateResponse(request, "admin/pipeline/pipelinerun/checkpoints.html", context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        """A run's history is its audit trail: what operators did to it on every surface, and
+        the action that created it. Admin's own change log stays empty, runs are not edited."""
+        try:
+            run_id = uuid.UUID(str(object_id))
+        except ValueError:
+            return super().history_view(request, object_id, extra_context)
+        records = (
+            AuditRecord.objects.filter(Q(run_id=run_id) | Q(result_run_id=run_id))
+            .select_related("actor")
+            .order_by("at", "pk")
+        )
+        return super().history_view(
+            request, object_id, {**(extra_context or {}), "audit_records": list(records)}
+        )
+
     # Actions on one run --------------------------------------------------------------------
 
     def retry_view(self, request, run_id):
@@ -525,6 +649,8 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         context = self._context(
             request,
             title="Waiting for input",
+            # New questions come from runs still executing; shown ones wait for an answer.
+            list_is_live=bool(questions) or PipelineRun.objects.active().exists(),
             questions=questions[: self.INBOX_LIMIT],
             more=len(questions) > self.INBOX_LIMIT,
             can_answer=self.has_run_permission(request, "answer"),
@@ -607,6 +733,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             window = "30"
         since = None if window == "all" else timezone.now() - timedelta(days=int(window))
         outcomes = run_outcomes_by_day(days=14)
+        trend = {name: _trend_bars(days) for name, days in stage_trend(days=14).items()}
         context = self._context(
             request,
             title="Stage statistics",
@@ -619,8 +746,9 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                     "p50": format_ms(row.p50_ms),
                     "p95": format_ms(row.p95_ms),
                     "retry_success": _percent(row.retry_success_rate),
+                    "trend": trend.get(row.stage_name, []),
                 }
-                for row in stage_statistics(since=since)
+                for row in _in_pipeline_order(stage_statistics(since=since))
             ],
             outcomes=[(graph, _outcome_rows(days)) for graph, days in outcomes.items()],
             statuses=[s.value for s in RunStatus],
@@ -644,11 +772,15 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             return format_html("{} <small>cancelling</small>", status_badge(run.status))
         return status_badge(run.status)
 
-    @admin.display(description="subject", ordering="subject")
+    # The graph sits under the subject: a column of its own would push the list wider than a
+    # desktop with admin's sidebar open, and the graph filter is beside the list.
+    @admin.display(description="subject · graph", ordering="subject")
     def subject_display(self, run):
         if len(run.subject) <= 70:
-            return run.subject
-        return format_html('<span title="{}">{}…</span>', run.subject, run.subject[:68])
+            subject = run.subject
+        else:
+            subject = format_html('<span title="{}">{}…</span>', run.subject, run.subject[:68])
+        return format_html('{}<br><small class="run-graph">{}</small>', subject, run.graph)
 
     @admin.display(description="started", ordering="started_at")
     def started(self, run):
@@ -662,7 +794,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
 
     @admin.display(description="stages done")
     def progress(self, run):
-        return f"{run.stages_done}/{run.stage_count}"
+        return f"{run.stages_done}/{expected_stage_count(run, run.stage_count, run.last_stage)}"
 
     @admin.display(description="cost", ordering="cost_usd")
     def cost_display(self, run):
@@ -670,7 +802,12 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
 
     @admin.display(description="failed stage", ordering="failed_stage")
     def failed_stage(self, run):
-        return run.failed_stage or "-"
+        if not run.failed_stage:
+            return "-"
+        # Long stage names may break after an underscore, so the column stays narrow.
+        return format_html_join(
+            mark_safe("_<wbr>"), "{}", ((part,) for part in run.failed_stage.split("_"))
+        )
 
     @admin.display(description="retry depth", ordering="retry_depth")
     def retry_depth_display(self, run):
@@ -678,11 +815,19 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             return run.retry_depth
         parent = reverse("admin:pipeline_pipelinerun_change", args=[run.parent_run_id])
         return format_html(
-            '{} <small>of <a href="{}">{}</a></small>',
+            '{}<br><small>of <a href="{}">{}</a></small>',
             run.retry_depth,
             parent,
             str(run.parent_run_id)[:8],
         )
+
+    @admin.display(description="input")
+    def input_tree(self, run):
+        return _json_tree(run.input)
+
+    @admin.display(description="output (final state)")
+    def output_tree(self, run):
+        return _json_tree(run.output)
 
     @admin.display(description="parent run")
     def parent_run_link(self, run):
@@ -693,6 +838,14 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         return _run_link(run.root_run)
 
 
+def _with_live_flag(response, is_live) -> object:
+    """Tell the list's live script whether any row shown is still pending or running."""
+    context = getattr(response, "context_data", None)
+    if context and "cl" in context:
+        context["list_is_live"] = any(is_live(row) for row in context["cl"].result_list)
+    return response
+
+
 def _form_page(request, template: str, context: dict, form) -> TemplateResponse:
     # A form sent back with errors is a refused request: 400, like the API's refusals.
     status = 400 if form.errors else 200
@@ -700,10 +853,89 @@ def _form_page(request, template: str, context: dict, form) -> TemplateResponse:
 
 
 def _when(moment) -> str:
+    """Today's times as 10:01:03 UTC, older ones with their date; how long ago below."""
     local = timezone.localtime(moment)
-    if local.date() == timezone.localdate():
-        return local.strftime("%H:%M:%S")
-    return local.strftime("%Y-%m-%d %H:%M")
+    shown = "%H:%M:%S %Z" if local.date() == timezone.localdate() else "%Y-%m-%d %H:%M:%S %Z"
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time><br><small class="age">{} ago</small>',
+        local.isoformat(),
+        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        local.strftime(shown),
+        timesince(moment).split(",")[0],
+    )
+
+
+def _json_tree(value) -> str:
+    """A JSON value the run page's script draws as a collapsible, searchable tree."""
+    if value is None:
+        return "-"
+    return format_html('<div class="json-tree">{}</div>', json_script(value))
+
+
+def _thread_history(run: PipelineRun, limit: int) -> tuple[list[dict], str]:
+    """The run thread's checkpoints, newest first, each with the state at it (JSON)."""
+    if run.checkpoints_pruned_at:
+        return [], "Its checkpoints were pruned by retention."
+    try:
+        history = compiled_graph(run.graph).get_state_history(
+            checkpoint_config(run.thread_id), limit=limit
+        )
+        snapshots = list(history)
+    except UnknownGraph:
+        return [], f"Graph {run.graph!r} is no longer registered: its checkpoints cannot be read."
+    written_by = {
+        stage.checkpoint_id: stage
+        for stage in run.stages.executed().exclude(checkpoint_id="").order_by("stage_order")
+    }
+    entries = []
+    for snapshot in snapshots:
+        configurable = snapshot.config["configurable"]
+        metadata = snapshot.metadata or {}
+        entries.append(
+            {
+                "id": configurable["checkpoint_id"],
+                "step": metadata.get("step"),
+                "source": metadata.get("source", ""),
+                "next": list(snapshot.next),
+                "created_at": datetime.fromisoformat(snapshot.created_at)
+                if snapshot.created_at
+                else None,
+                "stage": written_by.get(configurable["checkpoint_id"]),
+                "state": to_json(snapshot.values)
+                if isinstance(snapshot.values, dict)
+                else {"value": to_json(snapshot.values)},
+            }
+        )
+    return entries, ""
+
+
+def _in_pipeline_order(rows: list) -> list:
+    """Stage statistics in the order the registered graphs declare their stages; stages no
+    graph declares any more come last, by name."""
+    order: dict[str, int] = {}
+    broken = graph_problems()
+    for graph in registered_graphs():
+        if graph in broken:
+            continue
+        for stage in stage_paths(graph):
+            order.setdefault(stage, len(order))
+    return sorted(rows, key=lambda row: (order.get(row.stage_name, len(order)), row.stage_name))
+
+
+def _trend_bars(days: list) -> list[dict]:
+    """Per day: executions and failures, with bar heights (the executions that did not fail,
+    and the failures) in percent of the busiest day."""
+    busiest = max((executed for _, executed, _ in days), default=0) or 1
+    return [
+        {
+            "day": day,
+            "executed": executed,
+            "failed": failed,
+            "height": round((executed - failed) / busiest * 100),
+            "failed_height": round(failed / busiest * 100),
+        }
+        for day, executed, failed in days
+    ]
 
 
 def _json(value) -> str:
@@ -799,6 +1031,12 @@ class StageExecutionAdmin(RetryAdminMixin, ReadOnlyAdmin):
     search_fields = ["stage_name", "error_message", "run__id", "checkpoint_id"]
     list_select_related = ["run"]
     actions = ["retry_from_this_stage"]
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        return _with_live_flag(
+            response, lambda stage: stage.status in (StageStatus.RUNNING, StageStatus.WAITING)
+        )
 
     @admin.display(description="run", ordering="run")
     def run_link(self, stage):

@@ -108,6 +108,7 @@ class GraphNode:
     layer: int = 0
     status: str = ""
     executions: int = 0
+    stage_pk: int | None = None
 
     @property
     def cx(self) -> float:
@@ -234,13 +235,18 @@ def layout_graph(description: Any) -> _Layout:
 
 def draw_graph(layout: _Layout, stages: list[StageExecution]) -> GraphDrawing:
     """The layout with each node coloured by the status of its latest execution in the run."""
-    latest: dict[str, str] = {}
+    latest: dict[str, StageExecution] = {}
     counts: dict[str, int] = {}
     for stage in stages:
-        latest[stage.stage_name] = stage.status
+        latest[stage.stage_name] = stage
         counts[stage.stage_name] = counts.get(stage.stage_name, 0) + 1
     nodes = [
-        replace(node, status=latest.get(node.name, ""), executions=counts.get(node.name, 0))
+        replace(
+            node,
+            status=latest[node.name].status if node.name in latest else "",
+            executions=counts.get(node.name, 0),
+            stage_pk=latest[node.name].pk if node.name in latest else None,
+        )
         for node in layout.nodes.values()
     ]
     return GraphDrawing(nodes=nodes, edges=layout.edges, width=layout.width, height=layout.height)
@@ -311,3 +317,55 @@ def _clock(epoch: Any) -> str:
         return ""
     moment = timezone.localtime(datetime.fromtimestamp(epoch, tz=UTC))
     return moment.strftime("%H:%M:%S.%f")[:12]
+
+
+def run_log(stages: list[StageExecution]) -> list[dict]:
+    """Every log record of every stage of the run, in time order, each with its stage. A
+    reused stage shows what it logged in the run it really ran in."""
+    records = [
+        {
+            **record,
+            "stage": stage,
+            "reused": source is not stage,
+            "when": _clock(record.get("time")),
+            "level": record.get("level", logging.INFO),
+            "level_name": record.get("level_name", "INFO"),
+            "sort": (record.get("time") or 0, stage.stage_order, seq),
+        }
+        for stage in stages
+        for source in [_logged_by(stage)]
+        for seq, record in enumerate(source.logs if isinstance(source.logs, list) else [])
+    ]
+    return sorted(records, key=lambda record: record["sort"])
+
+
+def _logged_by(stage: StageExecution) -> StageExecution:
+    if stage.status == StageStatus.REUSED and stage.reused_from_id:
+        return stage.reused_from
+    return stage
+
+
+@dataclass
+class StateDifference:
+    key: str
+    change: str  # "added", "removed" or "changed"
+    before: str
+    after: str
+
+
+def state_difference(before: dict, after: dict) -> list[StateDifference]:
+    """The state keys whose values differ between two states, in key order."""
+    keys = sorted(set(before) | set(after))
+    return [
+        StateDifference(
+            key=key,
+            change="added" if key not in before else "removed" if key not in after else "changed",
+            before=pretty_json(before[key]) if key in before else "(not set)",
+            after=pretty_json(after[key]) if key in after else "(not set)",
+        )
+        for key in keys
+        if before.get(key, _UNSET) != after.get(key, _UNSET)
+    ]
+
+
+_UNSET = object()

@@ -265,8 +265,16 @@ NOT_PROGRESS_STAGE_STATUSES = (StageStatus.ANSWERED,)
 
 class StageQuerySet(models.QuerySet):
     def in_progress_count(self) -> "StageQuerySet":
-        """Rows that count in a run's "stages done / stages"."""
-        return self.exclude(status__in=NOT_PROGRESS_STAGE_STATUSES)
+        """Rows that count in a run's "stages done / stages": not a wait that was answered,
+        nor an execution cut short that ran again later (same task, a resume)."""
+        again = StageExecution.objects.filter(
+            run=OuterRef("run"),
+            task_id=OuterRef("task_id"),
+            stage_order__gt=OuterRef("stage_order"),
+        )
+        return self.exclude(status__in=NOT_PROGRESS_STAGE_STATUSES).exclude(
+            ~Q(task_id="") & Exists(again)
+        )
 
     def executed(self) -> "StageQuerySet":
         """Stages that really ran in their run: not the rows a retry copied from its parent."""
@@ -356,10 +364,13 @@ class StageExecution(models.Model):
         """It ran in its run (the in-memory form of `StageQuerySet.executed`)."""
         return self.status != StageStatus.REUSED
 
-    @property
-    def counts_in_progress(self) -> bool:
-        """The in-memory form of `StageQuerySet.in_progress_count`."""
-        return self.status not in NOT_PROGRESS_STAGE_STATUSES
+    def counts_in_progress(self, rows: list["StageExecution"]) -> bool:
+        """The in-memory form of `StageQuerySet.in_progress_count`, among the run's `rows`."""
+        if self.status in NOT_PROGRESS_STAGE_STATUSES:
+            return False
+        return not self.task_id or not any(
+            row.task_id == self.task_id and row.stage_order > self.stage_order for row in rows
+        )
 
     @property
     def is_done(self) -> bool:

@@ -24,7 +24,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from pipeline.exceptions import RunNotFound
+from pipeline.exceptions import PipelineError, RunNotFound
 from pipeline.models import (
     DONE_STAGE_STATUSES,
     TERMINAL_RUN_STATUSES,
@@ -88,7 +88,30 @@ def console_runs() -> QuerySet[PipelineRun]:
         stages_done=_stage_count(stages.filter(status__in=DONE_STAGE_STATUSES)),
         failed_stage=Subquery(failed.values("stage_name")[:1]),
         cost_usd=Subquery(cost.values("cost")[:1], output_field=DecimalField()),
+        failed_stage_id=Subquery(failed.values("pk")[:1]),
+        last_stage=Subquery(stages.order_by("-stage_order").values("stage_name")[:1]),
     )
+
+
+def expected_stage_count(run: PipelineRun, counted: int, last_stage: str | None) -> int:
+    """The "m" of a run's "n/m stages done": the stage rows that count, and while the run is
+    still to start or running, the graph's stages declared after the latest one it reached
+    (a pending retry has its reused rows, and everything from its retry stage still to run).
+    A conditional stage may yet be skipped and a loop may add executions: an estimate until
+    the run ends, exact after."""
+    if run.is_terminal:
+        return counted
+    # Imported here: the runs list of the CLI counts without loading graphs.
+    from pipeline.graphs import stage_names, top_stage
+
+    try:
+        names = stage_names(run.graph)
+    except PipelineError:
+        return counted
+    if not last_stage:
+        return counted + len(names)
+    top = top_stage(last_stage)
+    return counted + (len(names) - names.index(top) - 1 if top in names else 0)
 
 
 def failed_stage_names() -> list[str]:
@@ -283,6 +306,32 @@ def stage_statistics(*, since: datetime | None = None) -> list[StageStatistics]:
         entry.retries, entry.retries_finished = row["n"], row["finished"]
         entry.retries_succeeded = row["succeeded"]
     return sorted(stats.values(), key=lambda s: s.stage_name)
+
+
+def stage_trend(*, days: int = 14) -> dict[str, list[tuple[date, int, int]]]:
+    """Per stage name, for each of the last `days` days (today included): how many times it
+    really ran (reused rows excluded) and how many of those failed. One query."""
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    start = timezone.make_aware(datetime.combine(first, datetime.min.time()))
+    rows = (
+        StageExecution.objects.executed()
+        .filter(started_at__gte=start)
+        .annotate(day=TruncDate("started_at"))
+        .order_by()
+        .values("stage_name", "day")
+        .annotate(n=Count("pk"), failed=Count("pk", filter=Q(status=StageStatus.FAILED)))
+    )
+    counts: dict[str, dict[date, tuple[int, int]]] = {}
+    for row in rows:
+        counts.setdefault(row["stage_name"], {})[row["day"]] = (row["n"], row["failed"])
+    return {
+        name: [
+            (day, *by_day.get(day, (0, 0)))
+            for day in (first + timedelta(days=offset) for offset in range(days))
+        ]
+        for name, by_day in sorted(counts.items())
+    }
 
 
 def run_outcomes_by_day(*, days: int = 14) -> dict[str, list[tuple[date, dict[str, int]]]]:

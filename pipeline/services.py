@@ -212,6 +212,22 @@ class RetryPlan:
     def depth(self) -> int:
         return self.run.retry_depth + 1
 
+    def _reused_elsewhere(self) -> set[str]:
+        target = self.target.stage_name if self.target else None
+        return {row.stage_name for row in self.reused} - {target}
+
+    @property
+    def stages_to_run(self) -> list[str]:
+        """`will_run` less the stages the retry reuses: those run again only if a loop (a
+        validator sending work back) reaches them, and are listed by `may_run_again`."""
+        reused = self._reused_elsewhere()
+        return [name for name in self.will_run if name not in reused]
+
+    @property
+    def may_run_again(self) -> list[str]:
+        reused = self._reused_elsewhere()
+        return [name for name in self.will_run if name in reused]
+
     def to_dict(self) -> dict:
         return {
             "run_id": str(self.run.pk),
