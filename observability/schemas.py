@@ -8,7 +8,7 @@ from ninja import Field, FilterSchema, Schema
 from pydantic import AfterValidator, AliasChoices, ConfigDict, model_validator
 
 from pipeline.lib import json_problem
-from pipeline.models import RunStatus
+from pipeline.models import PipelineRun, RunStatus
 from pipeline.selectors import run_totals, runs_failed_at, runs_in_lineage
 
 
@@ -119,6 +119,13 @@ class RunOut(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     admin_url: str
+    recovered_by: UUID | None = Field(
+        None,
+        validation_alias=AliasChoices("recovered_by", "recovered_by_id"),
+        description="A failed run is recovered once a run of its lineage created after it "
+        "succeeded: the first such run. Bulk retries skip recovered runs.",
+    )
+    recovered_at: datetime | None = Field(None, description="When that run finished.")
 
 
 class RunListItemOut(RunOut):
@@ -220,6 +227,11 @@ class RunFilter(RejectsNul, FilterSchema):
     root: UUID | None = Field(None, description="Runs in the retry tree of this root run.")
     parent: UUID | None = Field(None, description="Direct retries and reruns of this run.")
     failed_stage: Text | None = Field(None, description="Runs in which this stage failed.")
+    recovery: Literal["unrecovered", "recovered"] | None = Field(
+        None,
+        description="unrecovered: failed runs no later run of their lineage made good; "
+        "recovered: failed runs one did (see `recovered_by`).",
+    )
     created_after: UtcDatetime | None = None
     created_before: UtcDatetime | None = None
 
@@ -231,6 +243,14 @@ class RunFilter(RejectsNul, FilterSchema):
 
     def filter_failed_stage(self, value: str | None) -> Q:
         return runs_failed_at(value) if value else Q()
+
+    def filter_recovery(self, value: str | None) -> Q:
+        if value is None:
+            return Q()
+        failures = PipelineRun.objects.recovered_failures()
+        if value == "unrecovered":
+            failures = PipelineRun.objects.unrecovered_failures()
+        return Q(pk__in=failures.values("pk"))
 
     def filter_created_after(self, value: datetime | None) -> Q:
         return Q(created_at__gte=value) if value else Q()
