@@ -4,28 +4,30 @@ The saver is created lazily and cached per process id: django-q2 forks its worke
 connection (or pool) opened before the fork must never be shared by the children. Graphs with
 async nodes need LangGraph's async savers: a process that runs one also keeps one async saver,
 on its event loop (`pipeline.aio`), over the same tables.
+
+LangGraph is imported when a saver is first opened: commands that read runs never load it.
 """
+
+from __future__ import annotations
 
 import os
 import sqlite3
 import threading
+from typing import TYPE_CHECKING
 
-import aiosqlite
 import dj_database_url
 import psycopg
 from django.conf import settings
 from django.db import connections
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.postgres import PostgresSaver
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pipeline import aio
 from pipeline.lib import has_input
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
 
 _lock = threading.Lock()
 _savers: dict[tuple[int, str, str], BaseCheckpointSaver] = {}
@@ -90,6 +92,9 @@ SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 
 
 def _open(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
     if "sqlite" in db["ENGINE"]:
         conn = sqlite3.connect(
             db["NAME"], check_same_thread=False, timeout=settings.SQLITE_BUSY_TIMEOUT_SECONDS
@@ -103,6 +108,10 @@ def _open(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
 
 
 async def _open_async(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
+    import aiosqlite
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
     if "sqlite" in db["ENGINE"]:
         conn = await aiosqlite.connect(db["NAME"], timeout=settings.SQLITE_BUSY_TIMEOUT_SECONDS)
         for pragma in SQLITE_PRAGMAS:
