@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     # Before django_q: its `qcluster` command is pipeline's, which stops gracefully.
     "pipeline",
     "django_q",
+    # Its templates and static files: /api/docs serves Swagger UI itself, not from a CDN.
+    "ninja",
     "observability",
 ]
 
@@ -206,7 +208,14 @@ if _extra_graphs:
 # Demo and test instrumentation: runs' `faults` input and the node execution ledger.
 GAMED_FAULT_INJECTION = env_bool("GAMED_FAULT_INJECTION", False)
 GAMED_MAX_RETRY_DEPTH = env_int("GAMED_MAX_RETRY_DEPTH", 3, minimum=1)
-GAMED_BASE_URL = env_str("GAMED_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Where people open the console, for the links commands print and the API returns. Unset, it is
+# the address `make run` (`manage.py console --addr`) last served on, recorded in VAR_DIR.
+CONSOLE_URL_FILE = VAR_DIR / "console_url"
+GAMED_BASE_URL = (
+    env_str("GAMED_BASE_URL")
+    or (CONSOLE_URL_FILE.read_text().strip() if CONSOLE_URL_FILE.exists() else "")
+    or "http://127.0.0.1:8000"
+).rstrip("/")
 GAMED_SNAPSHOT_MAX_BYTES = env_int("GAMED_SNAPSHOT_MAX_BYTES", 65536, minimum=1024)
 # A run's final state as shown in admin and the API; the checkpoint endpoints have all of it.
 GAMED_OUTPUT_MAX_BYTES = env_int("GAMED_OUTPUT_MAX_BYTES", 262144, minimum=1024)
