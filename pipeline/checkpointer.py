@@ -5,7 +5,8 @@ connection (or pool) opened before the fork must never be shared by the children
 async nodes need LangGraph's async savers: a process that runs one also keeps one async saver,
 on its event loop (`pipeline.aio`), over the same tables.
 
-LangGraph is imported when a saver is first opened: commands that read runs never load it.
+LangGraph (and psycopg's pools) are imported when a saver is first opened: commands that only
+read runs never load them.
 """
 
 from __future__ import annotations
@@ -16,12 +17,8 @@ import threading
 from typing import TYPE_CHECKING
 
 import dj_database_url
-import psycopg
 from django.conf import settings
 from django.db import connections
-from psycopg.conninfo import make_conninfo
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pipeline import aio
 from pipeline.lib import has_input
@@ -72,6 +69,8 @@ def _key(db: dict) -> str:
     params.update((name, db[key]) for name, key in fields.items() if db.get(key))
     if db.get("PORT"):
         params["port"] = str(db["PORT"])
+    from psycopg.conninfo import make_conninfo
+
     return make_conninfo(**params)
 
 
@@ -80,6 +79,8 @@ def is_postgres() -> bool:
 
 
 def _pool_options() -> dict:
+    from psycopg.rows import dict_row
+
     return {
         "min_size": 1,
         "max_size": settings.CHECKPOINT_POOL_SIZE,
@@ -94,6 +95,7 @@ SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 def _open(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
     from langgraph.checkpoint.postgres import PostgresSaver
     from langgraph.checkpoint.sqlite import SqliteSaver
+    from psycopg_pool import ConnectionPool
 
     if "sqlite" in db["ENGINE"]:
         conn = sqlite3.connect(
@@ -111,6 +113,7 @@ async def _open_async(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
     import aiosqlite
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from psycopg_pool import AsyncConnectionPool
 
     if "sqlite" in db["ENGINE"]:
         conn = await aiosqlite.connect(db["NAME"], timeout=settings.SQLITE_BUSY_TIMEOUT_SECONDS)
@@ -131,6 +134,9 @@ def check_idle_connection(conn) -> None:
     closes the session (a restart, `pg_terminate_backend`): only then is the connection really
     checked, and the pool replaces it if the check fails.
     """
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
     if conn.closed:
         raise psycopg.OperationalError("the connection is closed")
     if has_input(conn.fileno()):
@@ -138,6 +144,9 @@ def check_idle_connection(conn) -> None:
 
 
 async def check_idle_connection_async(conn) -> None:
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool
+
     if conn.closed:
         raise psycopg.OperationalError("the connection is closed")
     if has_input(conn.fileno()):

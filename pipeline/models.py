@@ -283,7 +283,9 @@ class PipelineRun(models.Model):
 
     @property
     def admin_path(self) -> str:
-        return reverse("admin:pipeline_pipelinerun_change", args=[self.pk])
+        return reverse(
+            "admin:pipeline_pipelinerun_change", args=[self.pk], urlconf="gamed_console.admin_urls"
+        )
 
     @property
     def admin_url(self) -> str:

@@ -7,7 +7,6 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-import jsonschema
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -706,6 +705,8 @@ def _question_to_answer(open_questions: list[Question], run: PipelineRun, interr
 def _check_answer(question: Question, value) -> None:
     if question.response_schema is None:
         return
+    import jsonschema
+
     try:
         jsonschema.validate(value, question.response_schema)
     except jsonschema.ValidationError as exc:
