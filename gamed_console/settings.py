@@ -1,4 +1,4 @@
-"""Settings for gamed-console. Everything comes from the environment; see README "Settings"."""
+"""Settings for gamed-console. Everything comes from the environment; see docs/settings.md."""
 
 import json
 from pathlib import Path
@@ -37,7 +37,7 @@ SECRET_KEY = env_str("SECRET_KEY") or _local_secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
-# HTTPS in production (README "Settings"): all off by default, for `make run` on plain HTTP.
+# HTTPS in production (docs/settings.md): all off by default, for `make run` on plain HTTP.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
@@ -163,8 +163,8 @@ CHECKPOINT_POOL_SIZE = env_int("GAMED_CHECKPOINT_POOL_SIZE", 4, minimum=1)
 REDIS_URL = env_str("REDIS_URL")
 GAMED_WORKERS = env_int("GAMED_WORKERS", 2, minimum=1)
 GAMED_TASK_TIMEOUT = env_int("GAMED_TASK_TIMEOUT", 3600, minimum=10)
-# After SIGTERM, a qcluster has exited within this many seconds (README, "Stopping a worker
-# host").
+# After SIGTERM, a qcluster has exited within this many seconds (docs/operating.md, "Stopping
+# a worker host").
 GAMED_SHUTDOWN_SECONDS = env_int("GAMED_SHUTDOWN_SECONDS", 10, minimum=3)
 
 Q_CLUSTER = {

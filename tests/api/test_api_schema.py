@@ -22,7 +22,7 @@ STATEFUL_SCENARIOS = 50
 # A run's input is checked against its graph's own schema, and a retry's state patch against
 # the channels of the run's graph, when the request is handled: the OpenAPI schema cannot say
 # which inputs a graph takes, so a well-formed request may still be refused with 422
-# (`invalid_input`, `unknown_graph`), as README documents. Every other check keeps its default.
+# (`invalid_input`, `unknown_graph`), as docs/api.md documents. Every other check keeps its default.
 SEMANTIC_422 = ["2xx", "401", "403", "404", "409", "422"]
 
 
