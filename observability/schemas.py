@@ -1,3 +1,4 @@
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -5,7 +6,7 @@ from uuid import UUID
 from django.db.models import Q
 from django.utils import timezone
 from ninja import Field, FilterSchema, Schema
-from pydantic import AfterValidator, AliasChoices, ConfigDict, model_validator
+from pydantic import AfterValidator, AliasChoices, BeforeValidator, ConfigDict, model_validator
 
 from pipeline.lib import json_problem
 from pipeline.models import PipelineRun, RunStatus
@@ -22,7 +23,15 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("datetime out of range") from None
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
+def _iso_only(value: Any) -> Any:
+    # Pydantic would also read a number ("-272") as a Unix time; the schema says date-time.
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("must be an ISO 8601 date-time, not a number")
+    return value
+
+
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+UtcDatetime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_to_utc)]
 # Postgres stores no NUL character in text: the schema says so, and such text is refused (422).
 Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 

@@ -14,7 +14,7 @@ from gamed_console.wsgi import application
 from observability import events
 from observability.models import ApiKey, ApiKeyScope
 from pipeline.models import RunStatus
-from pipeline.services import start_run
+from pipeline.services import retry_run, start_run
 from tests.api.conftest import ALL_PERMS, make_user, recorded_run
 
 EXAMPLES_PER_OPERATION = 10
@@ -22,7 +22,9 @@ STATEFUL_SCENARIOS = 50
 # A run's input is checked against its graph's own schema, and a retry's state patch against
 # the channels of the run's graph, when the request is handled: the OpenAPI schema cannot say
 # which inputs a graph takes, so a well-formed request may still be refused with 422
-# (`invalid_input`, `unknown_graph`), as docs/api.md documents. Every other check keeps its default.
+# (`invalid_input`, `unknown_graph`), as docs/api.md documents. So may an answer its question's
+# `response_schema` refuses, and any of the three sent again with an Idempotency-Key already
+# used for another request (`idempotency_key_reused`). Every other check keeps its default.
 SEMANTIC_422 = ["2xx", "401", "403", "404", "409", "422"]
 
 
@@ -37,7 +39,11 @@ def schema_config(headers: dict) -> SchemathesisConfig:
                     "include-name": name,
                     "checks": {"positive_data_acceptance": {"expected-statuses": SEMANTIC_422}},
                 }
-                for name in ("POST /api/runs", "POST /api/runs/{run_id}/retry")
+                for name in (
+                    "POST /api/runs",
+                    "POST /api/runs/{run_id}/retry",
+                    "POST /api/runs/{run_id}/answer",
+                )
             ],
         }
     )
@@ -129,6 +135,12 @@ def test_stateful_sequences_on_real_runs_pass_every_check(monkeypatch):
     question = "Label the parts of a plant cell"
     start_run(graph="gamed", input={"question": question})
     start_run(graph="gamed", input={"question": question, "faults": {"router": "fail_always"}})
+    # And a failure a retry recovered, so that `recovery=recovered` lists runs to follow, too.
+    flaky = start_run(
+        graph="gamed", input={"question": question, "faults": {"router": "fail_once"}}
+    )
+    flaky.refresh_from_db()
+    retry_run(run=flaky, from_stage="router")
     schema = schemathesis.openapi.from_wsgi(
         "/api/openapi.json", application, headers=headers, config=schema_config(headers)
     )
