@@ -8,16 +8,17 @@ passing anything along.
 
 import json
 import logging
+import sys
 from datetime import UTC, datetime
-
-from langchain_core.runnables.config import var_child_runnable_config
 
 from pipeline.progress import current_run_id
 
 
 def current_run_and_stage() -> tuple[str | None, str | None]:
     """The run id and stage of the LangGraph node executing in this context, if any."""
-    config = var_child_runnable_config.get()
+    # No node runs before LangChain is imported; commands that run no graph never import it.
+    runnable_config = sys.modules.get("langchain_core.runnables.config")
+    config = runnable_config.var_child_runnable_config.get() if runnable_config else None
     if not config:
         # Between stages the runner still knows which run it executes.
         return current_run_id(), None

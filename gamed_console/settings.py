@@ -1,4 +1,4 @@
-"""Settings for gamed-console. Everything comes from the environment; see README "Settings"."""
+"""Settings for gamed-console. Everything comes from the environment; see docs/settings.md."""
 
 import json
 from pathlib import Path
@@ -38,7 +38,7 @@ SECRET_KEY = env_str("SECRET_KEY") or _local_secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
-# HTTPS in production (README "Settings"): all off by default, for `make run` on plain HTTP.
+# HTTPS in production (docs/settings.md): all off by default, for `make run` on plain HTTP.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
@@ -60,6 +60,8 @@ INSTALLED_APPS = [
     # Before django_q: its `qcluster` command is pipeline's, which stops gracefully.
     "pipeline",
     "django_q",
+    # Its templates and static files: /api/docs serves Swagger UI itself, not from a CDN.
+    "ninja",
     "observability",
 ]
 
@@ -162,8 +164,8 @@ CHECKPOINT_POOL_SIZE = env_int("GAMED_CHECKPOINT_POOL_SIZE", 4, minimum=1)
 REDIS_URL = env_str("REDIS_URL")
 GAMED_WORKERS = env_int("GAMED_WORKERS", 2, minimum=1)
 GAMED_TASK_TIMEOUT = env_int("GAMED_TASK_TIMEOUT", 3600, minimum=10)
-# After SIGTERM, a qcluster has exited within this many seconds (README, "Stopping a worker
-# host").
+# After SIGTERM, a qcluster has exited within this many seconds (docs/operating.md, "Stopping
+# a worker host").
 GAMED_SHUTDOWN_SECONDS = env_int("GAMED_SHUTDOWN_SECONDS", 10, minimum=3)
 
 Q_CLUSTER = {
@@ -207,7 +209,14 @@ if _extra_graphs:
 # Demo and test instrumentation: runs' `faults` input and the node execution ledger.
 GAMED_FAULT_INJECTION = env_bool("GAMED_FAULT_INJECTION", False)
 GAMED_MAX_RETRY_DEPTH = env_int("GAMED_MAX_RETRY_DEPTH", 3, minimum=1)
-GAMED_BASE_URL = env_str("GAMED_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Where people open the console, for the links commands print and the API returns. Unset, it is
+# the address `make run` (`manage.py console --addr`) last served on, recorded in VAR_DIR.
+CONSOLE_URL_FILE = VAR_DIR / "console_url"
+GAMED_BASE_URL = (
+    env_str("GAMED_BASE_URL")
+    or (CONSOLE_URL_FILE.read_text().strip() if CONSOLE_URL_FILE.exists() else "")
+    or "http://127.0.0.1:8000"
+).rstrip("/")
 GAMED_SNAPSHOT_MAX_BYTES = env_int("GAMED_SNAPSHOT_MAX_BYTES", 65536, minimum=1024)
 # A run's final state as shown in admin and the API; the checkpoint endpoints have all of it.
 GAMED_OUTPUT_MAX_BYTES = env_int("GAMED_OUTPUT_MAX_BYTES", 262144, minimum=1024)

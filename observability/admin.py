@@ -148,6 +148,23 @@ class FailedStageFilter(admin.SimpleListFilter):
         return queryset
 
 
+class RecoveryFilter(admin.SimpleListFilter):
+    """Failed runs a later run of their lineage made good, or the ones that still need work."""
+
+    title = "failure recovery"
+    parameter_name = "recovery"
+
+    def lookups(self, request, model_admin):
+        return [("unrecovered", "Unrecovered failures"), ("recovered", "Recovered failures")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "unrecovered":
+            return queryset.unrecovered_failures()
+        if self.value() == "recovered":
+            return queryset.recovered_failures()
+        return queryset
+
+
 @dataclass
 class RunAction:
     """A button in the run page's object tools, and the admin view behind it."""
@@ -222,7 +239,14 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
         "retry_depth_display",
     ]
     list_display_links = ["short_id"]
-    list_filter = ["status", "graph", FailedStageFilter, "retry_depth", "requested_via"]
+    list_filter = [
+        "status",
+        RecoveryFilter,
+        "graph",
+        FailedStageFilter,
+        "retry_depth",
+        "requested_via",
+    ]
     search_fields = ["id", "subject", "error_message"]
     date_hierarchy = "created_at"
     # A filtered page would count the whole table a second time just to print "of N total".
@@ -770,6 +794,15 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
     def status_display(self, run):
         if run.cancel_requested and not run.is_terminal:
             return format_html("{} <small>cancelling</small>", status_badge(run.status))
+        if run.recovered_by_id:
+            return format_html(
+                '{} <small class="run-recovered" title="recovered {}">recovered by '
+                '<a href="{}">{}</a></small>',
+                status_badge(run.status),
+                _when(run.recovered_at) if run.recovered_at else "",
+                reverse("admin:pipeline_pipelinerun_change", args=[run.recovered_by_id]),
+                str(run.recovered_by_id)[:8],
+            )
         return status_badge(run.status)
 
     # The graph sits under the subject: a column of its own would push the list wider than a

@@ -10,7 +10,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Swagger
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
@@ -60,6 +60,9 @@ api = NinjaAPI(
     ),
     urls_namespace="api",
     auth=API_AUTH,
+    # Swagger UI from django-ninja's static files ("ninja" in INSTALLED_APPS); no validator
+    # badge, which Swagger UI would fetch from validator.swagger.io.
+    docs=Swagger(settings={"validatorUrl": None}),
     docs_decorator=docs_access,
     parser=JsonObjectParser(),
 )

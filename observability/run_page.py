@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
-from langgraph.graph import END, START
 
 from pipeline.lib import format_ms
 from pipeline.models import PipelineRun, StageExecution, StageStatus
@@ -147,6 +146,8 @@ class _Layout:
 
 def _back_edges(names: list[str], edges: list[tuple[str, str]]) -> set[tuple[str, str]]:
     """Edges that close a cycle (a validator sending work back), found by depth-first search."""
+    from langgraph.graph import START
+
     following: dict[str, list[str]] = {name: [] for name in names}
     for source, target in edges:
         following[source].append(target)
@@ -172,6 +173,8 @@ def _back_edges(names: list[str], edges: list[tuple[str, str]]) -> set[tuple[str
 
 def layout_graph(description: Any) -> _Layout:
     """A layered top-down drawing of a LangGraph `Graph` (from `get_graph()`)."""
+    from langgraph.graph import END, START
+
     names = list(description.nodes)
     pairs = [(e.source, e.target) for e in description.edges]
     back = _back_edges(names, pairs)

@@ -1,3 +1,4 @@
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -5,10 +6,10 @@ from uuid import UUID
 from django.db.models import Q
 from django.utils import timezone
 from ninja import Field, FilterSchema, Schema
-from pydantic import AfterValidator, AliasChoices, ConfigDict, model_validator
+from pydantic import AfterValidator, AliasChoices, BeforeValidator, ConfigDict, model_validator
 
 from pipeline.lib import json_problem
-from pipeline.models import RunStatus
+from pipeline.models import PipelineRun, RunStatus
 from pipeline.selectors import lineage_usage, run_totals, runs_failed_at, runs_in_lineage
 
 
@@ -22,7 +23,15 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("datetime out of range") from None
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
+def _iso_only(value: Any) -> Any:
+    # Pydantic would also read a number ("-272") as a Unix time; the schema says date-time.
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("must be an ISO 8601 date-time, not a number")
+    return value
+
+
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+UtcDatetime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_to_utc)]
 # Postgres stores no NUL character in text: the schema says so, and such text is refused (422).
 Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 
@@ -137,6 +146,13 @@ class RunOut(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     admin_url: str
+    recovered_by: UUID | None = Field(
+        None,
+        validation_alias=AliasChoices("recovered_by", "recovered_by_id"),
+        description="A failed run is recovered once a run of its lineage created after it "
+        "succeeded: the first such run. Bulk retries skip recovered runs.",
+    )
+    recovered_at: datetime | None = Field(None, description="When that run finished.")
 
 
 class RunListItemOut(RunOut):
@@ -258,6 +274,11 @@ class RunFilter(RejectsNul, FilterSchema):
     root: UUID | None = Field(None, description="Runs in the retry tree of this root run.")
     parent: UUID | None = Field(None, description="Direct retries and reruns of this run.")
     failed_stage: Text | None = Field(None, description="Runs in which this stage failed.")
+    recovery: Literal["unrecovered", "recovered"] | None = Field(
+        None,
+        description="unrecovered: failed runs no later run of their lineage made good; "
+        "recovered: failed runs one did (see `recovered_by`).",
+    )
     created_after: UtcDatetime | None = None
     created_before: UtcDatetime | None = None
 
@@ -269,6 +290,14 @@ class RunFilter(RejectsNul, FilterSchema):
 
     def filter_failed_stage(self, value: str | None) -> Q:
         return runs_failed_at(value) if value else Q()
+
+    def filter_recovery(self, value: str | None) -> Q:
+        if value is None:
+            return Q()
+        failures = PipelineRun.objects.recovered_failures()
+        if value == "unrecovered":
+            failures = PipelineRun.objects.unrecovered_failures()
+        return Q(pk__in=failures.values("pk"))
 
     def filter_created_after(self, value: datetime | None) -> Q:
         return Q(created_at__gte=value) if value else Q()

@@ -4,28 +4,27 @@ The saver is created lazily and cached per process id: django-q2 forks its worke
 connection (or pool) opened before the fork must never be shared by the children. Graphs with
 async nodes need LangGraph's async savers: a process that runs one also keeps one async saver,
 on its event loop (`pipeline.aio`), over the same tables.
+
+LangGraph (and psycopg's pools) are imported when a saver is first opened: commands that only
+read runs never load them.
 """
+
+from __future__ import annotations
 
 import os
 import sqlite3
 import threading
+from typing import TYPE_CHECKING
 
-import aiosqlite
 import dj_database_url
-import psycopg
 from django.conf import settings
 from django.db import connections
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.postgres import PostgresSaver
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from psycopg.conninfo import make_conninfo
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pipeline import aio
 from pipeline.lib import has_input
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
 
 _lock = threading.Lock()
 _savers: dict[tuple[int, str, str], BaseCheckpointSaver] = {}
@@ -70,6 +69,8 @@ def _key(db: dict) -> str:
     params.update((name, db[key]) for name, key in fields.items() if db.get(key))
     if db.get("PORT"):
         params["port"] = str(db["PORT"])
+    from psycopg.conninfo import make_conninfo
+
     return make_conninfo(**params)
 
 
@@ -78,6 +79,8 @@ def is_postgres() -> bool:
 
 
 def _pool_options() -> dict:
+    from psycopg.rows import dict_row
+
     return {
         "min_size": 1,
         "max_size": settings.CHECKPOINT_POOL_SIZE,
@@ -90,6 +93,10 @@ SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 
 
 def _open(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from psycopg_pool import ConnectionPool
+
     if "sqlite" in db["ENGINE"]:
         conn = sqlite3.connect(
             db["NAME"], check_same_thread=False, timeout=settings.SQLITE_BUSY_TIMEOUT_SECONDS
@@ -103,6 +110,11 @@ def _open(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
 
 
 async def _open_async(db: dict, key: str) -> tuple[BaseCheckpointSaver, object]:
+    import aiosqlite
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from psycopg_pool import AsyncConnectionPool
+
     if "sqlite" in db["ENGINE"]:
         conn = await aiosqlite.connect(db["NAME"], timeout=settings.SQLITE_BUSY_TIMEOUT_SECONDS)
         for pragma in SQLITE_PRAGMAS:
@@ -122,6 +134,9 @@ def check_idle_connection(conn) -> None:
     closes the session (a restart, `pg_terminate_backend`): only then is the connection really
     checked, and the pool replaces it if the check fails.
     """
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
     if conn.closed:
         raise psycopg.OperationalError("the connection is closed")
     if has_input(conn.fileno()):
@@ -129,6 +144,9 @@ def check_idle_connection(conn) -> None:
 
 
 async def check_idle_connection_async(conn) -> None:
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool
+
     if conn.closed:
         raise psycopg.OperationalError("the connection is closed")
     if has_input(conn.fileno()):

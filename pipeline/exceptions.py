@@ -54,6 +54,12 @@ class AlreadyRetried(Conflict):
     code = "already_retried"
 
 
+class AlreadyRecovered(Conflict):
+    """A later run of the failed run's lineage succeeded: a bulk retry leaves it alone."""
+
+    code = "already_recovered"
+
+
 class RunCancelled(Exception):
     """Raised inside a run (at a stage boundary or a `progress.tick()`) once it was cancelled."""
 

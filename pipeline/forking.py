@@ -7,13 +7,14 @@ follows, nothing before it.
 """
 
 import logging
-from typing import Any
-
-from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
-from langgraph.graph.state import CompiledStateGraph
+from typing import TYPE_CHECKING, Any
 
 from pipeline.checkpointer import get_checkpointer
 from pipeline.graphs import PATH_SEPARATOR, compiled_graph
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+    from langgraph.graph.state import CompiledStateGraph
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def checkpoint_config(
     return {"configurable": configurable}
 
 
-def graph_saver(graph: str) -> BaseCheckpointSaver:
+def graph_saver(graph: str) -> "BaseCheckpointSaver":
     """The saver as the graph's compilation set it up: with LANGGRAPH_STRICT_MSGPACK, it knows
     the types the graph's schemas name, which the bare saver would read back as plain dicts."""
     return compiled_graph(graph).checkpointer
@@ -37,7 +38,7 @@ def graph_saver(graph: str) -> BaseCheckpointSaver:
 
 def read_checkpoint(
     graph: str, thread_id: str, checkpoint_id: str, namespace: str = ""
-) -> CheckpointTuple | None:
+) -> "CheckpointTuple | None":
     """The checkpoint, or None when it was pruned, deleted or cannot be read."""
     if not checkpoint_id:
         return None
@@ -52,7 +53,7 @@ def read_checkpoint(
 
 def fork_checkpoint(
     graph: str,
-    source: CheckpointTuple,
+    source: "CheckpointTuple",
     new_thread_id: str,
     *,
     namespace: str = "",
@@ -101,7 +102,9 @@ def reachable_stages(graph_name: str, start: str) -> list[str]:
     return _reachable(compiled_graph(graph_name), start.split(PATH_SEPARATOR))
 
 
-def _reachable(graph: CompiledStateGraph, path: list[str]) -> list[str]:
+def _reachable(graph: "CompiledStateGraph", path: list[str]) -> list[str]:
+    from langgraph.graph.state import CompiledStateGraph
+
     start, inner_path = path[0], path[1:]
     stages = _reachable_nodes(graph.get_graph(), start)
     if not inner_path:

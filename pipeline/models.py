@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Case, Exists, OuterRef, Q, Subquery, When
 from django.urls import reverse
 from django.utils import timezone
 
@@ -102,8 +102,44 @@ class RunQuerySet(models.QuerySet):
         return self.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now)
 
     def not_yet_retried(self) -> "RunQuerySet":
-        """Runs with no retry or rerun: bulk retries take these, and skip the others."""
+        """Runs with no retry or rerun."""
         return self.exclude(Exists(PipelineRun.objects.filter(parent_run=OuterRef("pk"))))
+
+    def with_recovery(self) -> "RunQuerySet":
+        """Annotate `recovered_by_id` and `recovered_at`: for a failed run, the first run of
+        its lineage created after it that succeeded, and when that run finished."""
+        recoveries = _recoveries()
+
+        def first(field: str) -> Case:
+            return Case(
+                When(
+                    status=RunStatus.FAILED,
+                    then=Subquery(recoveries.values(field)[:1]),
+                ),
+                default=None,
+            )
+
+        return self.annotate(recovered_by_id=first("pk"), recovered_at=first("finished_at"))
+
+    def recovered_failures(self) -> "RunQuerySet":
+        return self.filter(Exists(_recoveries()), status=RunStatus.FAILED)
+
+    def unrecovered_failures(self) -> "RunQuerySet":
+        """Failed runs no later run of their lineage made good: what still needs an operator."""
+        return self.filter(status=RunStatus.FAILED).exclude(Exists(_recoveries()))
+
+    def bulk_retryable(self) -> "RunQuerySet":
+        """The one rule of bulk retries (admin's action and the API's bulk-retry): runs not
+        retried or rerun yet, and not recovered by a later run of their lineage."""
+        return self.not_yet_retried().exclude(Q(Exists(_recoveries()), status=RunStatus.FAILED))
+
+
+def _recoveries() -> "RunQuerySet":
+    """Succeeded runs of the outer run's lineage created after it, the earliest first."""
+    lineage = Q(root_run_id=OuterRef("root_run_id")) | Q(root_run_id=OuterRef("pk"))
+    return PipelineRun.objects.filter(
+        lineage, status=RunStatus.SUCCEEDED, created_at__gt=OuterRef("created_at")
+    ).order_by("created_at", "pk")
 
 
 class PipelineRun(models.Model):
@@ -247,7 +283,9 @@ class PipelineRun(models.Model):
 
     @property
     def admin_path(self) -> str:
-        return reverse("admin:pipeline_pipelinerun_change", args=[self.pk])
+        return reverse(
+            "admin:pipeline_pipelinerun_change", args=[self.pk], urlconf="gamed_console.admin_urls"
+        )
 
     @property
     def admin_url(self) -> str:

@@ -38,8 +38,10 @@ from pipeline.models import (
 
 def get_run(run_id: str) -> PipelineRun:
     try:
-        return PipelineRun.objects.select_related("parent_run", "root_run", "requested_by").get(
-            pk=run_id
+        return (
+            PipelineRun.objects.select_related("parent_run", "root_run", "requested_by")
+            .with_recovery()
+            .get(pk=run_id)
         )
     except (PipelineRun.DoesNotExist, ValueError, ValidationError):
         raise RunNotFound(f"No run with id {run_id!r}.") from None
@@ -77,13 +79,13 @@ def _stage_count(stages: QuerySet[StageExecution]) -> Coalesce:
 
 
 def console_runs() -> QuerySet[PipelineRun]:
-    """Runs with stage progress, the failed stage and what the run's model calls cost (None:
-    no priced call), as correlated subqueries: a page of the runs list computes them for its
-    own rows only, however many stage rows exist."""
+    """Runs with stage progress, the failed stage, what recovered a failure and what the run's
+    model calls cost (None: no priced call), as correlated subqueries: a page of the runs list
+    computes them for its own rows only, however many stage rows exist."""
     stages = StageExecution.objects.filter(run=OuterRef("pk"))
     failed = stages.filter(status=StageStatus.FAILED).order_by("-stage_order")
     cost = stages.executed().order_by().values("run").annotate(cost=Sum("cost_usd"))
-    return PipelineRun.objects.annotate(
+    return PipelineRun.objects.with_recovery().annotate(
         stage_count=_stage_count(stages.in_progress_count()),
         stages_done=_stage_count(stages.filter(status__in=DONE_STAGE_STATUSES)),
         failed_stage=Subquery(failed.values("stage_name")[:1]),
@@ -425,8 +427,9 @@ def bulk_retry_candidates(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> QuerySet[PipelineRun]:
-    """Runs a bulk retry would take, newest first: in `status`, not retried yet, filtered."""
-    runs = PipelineRun.objects.filter(status=status).not_yet_retried()
+    """Runs a bulk retry would take, newest first: in `status`, neither retried nor recovered
+    yet (`RunQuerySet.bulk_retryable`), filtered."""
+    runs = PipelineRun.objects.filter(status=status).bulk_retryable()
     if graph:
         runs = runs.filter(graph=graph)
     if failed_stage:

@@ -5,8 +5,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
-import jsonschema
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -14,10 +14,9 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.tasks import async_task
-from langgraph.checkpoint.base import CheckpointTuple
-from langgraph.types import Command
 
 from pipeline.exceptions import (
+    AlreadyRecovered,
     AlreadyRetried,
     Conflict,
     InvalidInput,
@@ -62,6 +61,10 @@ from pipeline.models import (
 from pipeline.retention import ThreadUsage, delete_threads, thread_usage
 from pipeline.selectors import latest_failed_stage
 from pipeline.snapshots import capped, to_json
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import CheckpointTuple
+    from langgraph.types import Command
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +174,7 @@ class ForkLevel:
     namespace) when the retry starts inside a subgraph."""
 
     row: StageExecution
-    source: CheckpointTuple
+    source: "CheckpointTuple"
     thread_id: str
 
 
@@ -194,7 +197,7 @@ class RetryPlan:
     replay_answers: bool = False
 
     @property
-    def source(self) -> CheckpointTuple | None:
+    def source(self) -> "CheckpointTuple | None":
         """The graph's checkpoint the retry starts from (None: it starts from the input)."""
         return self.levels[0].source if self.levels else None
 
@@ -593,18 +596,29 @@ def retry_failed_runs(
     reason: str = "",
 ) -> BulkRetry:
     """Retry each of `runs` from `from_stage`, or from its latest failed stage execution. A
-    run already retried (or rerun) is skipped, as is one that cannot be retried, with the
-    reason; the others are retried all the same. Admin and API both retry in bulk here."""
+    run bulk retries do not take (`RunQuerySet.bulk_retryable`: already retried or rerun, or
+    recovered by a later run of its lineage) is skipped with the reason, as is one that cannot
+    be retried; the others are retried all the same. Admin and API both retry in bulk here."""
     runs = list(runs)
-    fresh = set(
-        PipelineRun.objects.filter(pk__in=[run.pk for run in runs])
-        .not_yet_retried()
-        .values_list("pk", flat=True)
+    ids = [run.pk for run in runs]
+    takes = set(
+        PipelineRun.objects.filter(pk__in=ids).bulk_retryable().values_list("pk", flat=True)
+    )
+    recovered = dict(
+        PipelineRun.objects.filter(pk__in=ids)
+        .with_recovery()
+        .filter(recovered_by_id__isnull=False)
+        .values_list("pk", "recovered_by_id")
     )
     result = BulkRetry()
     for run in runs:
         try:
-            if run.pk not in fresh:
+            if run.pk in recovered:
+                raise AlreadyRecovered(
+                    f"Run {run.pk} was already recovered: run {recovered[run.pk]} of its "
+                    "lineage succeeded."
+                )
+            if run.pk not in takes:
                 raise AlreadyRetried(
                     f"Run {run.pk} was already retried; its lineage shows how the retries went."
                 )
@@ -707,6 +721,8 @@ def _question_to_answer(open_questions: list[Question], run: PipelineRun, interr
 def _check_answer(question: Question, value) -> None:
     if question.response_schema is None:
         return
+    import jsonschema
+
     try:
         jsonschema.validate(value, question.response_schema)
     except jsonschema.ValidationError as exc:
@@ -784,7 +800,7 @@ def _continue_after_answers(run: PipelineRun, now) -> None:
     transaction.on_commit(partial(queue_task, run))
 
 
-def answers_to_resume(run: PipelineRun) -> Command | None:
+def answers_to_resume(run: PipelineRun) -> "Command | None":
     """What a run continues with: the answers to the questions its thread still waits on, as
     LangGraph's resume map (None: it continues from its latest checkpoint as it is)."""
     answered = dict(
@@ -792,12 +808,14 @@ def answers_to_resume(run: PipelineRun) -> Command | None:
     )
     if not answered:
         return None
+    from langgraph.types import Command
+
     state = compiled_graph(run.graph).get_state(checkpoint_config(run.thread_id))
     answers = {i.id: answered[i.id] for i in state.interrupts if i.id in answered}
     return Command(resume=answers) if answers else None
 
 
-def replay_answers(run: PipelineRun, questions: list[Question]) -> Command | None:
+def replay_answers(run: PipelineRun, questions: list[Question]) -> "Command | None":
     """For a retry asked to replay answers: answer `questions` with what its lineage answered
     to the same stages, if it answered all of them; record them as answered by the system."""
     lineage = []
@@ -828,6 +846,8 @@ def replay_answers(run: PipelineRun, questions: list[Question]) -> Command | Non
                 answer=capped(source.answer, ANSWER_AUDIT_BYTES),
             )
         Question.objects.bulk_create(questions, ignore_conflicts=True)
+    from langgraph.types import Command
+
     return Command(resume={q.interrupt_id: q.answer for q in questions})
 
 

@@ -89,7 +89,7 @@ def world():
 
 
 def may_get(user: User, app: str, model: str, view: str, owns_it: bool) -> bool:
-    """Who may open an admin page of a model, from the rules README states."""
+    """Who may open an admin page of a model, from the rules docs/operating.md states."""
     if app in {"auth", "django_q"}:
         return False  # nobody walked there has permissions there
     if model == "pipelinerun" and view in POST_ONLY:

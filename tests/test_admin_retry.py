@@ -261,8 +261,11 @@ def test_bulk_action_retries_failed_runs_and_reports_skipped_ones(
     assert f"Skipped 1: {succeeded_run.short_id} (no failed stage)" in message
 
 
-@pytest.mark.parametrize("retry_status", [RunStatus.RUNNING, RunStatus.SUCCEEDED])
-def test_bulk_action_skips_a_run_already_retried(operator_client, failed_run, retry_status):
+@pytest.mark.parametrize(
+    ("retry_status", "reason"),
+    [(RunStatus.RUNNING, "already retried"), (RunStatus.SUCCEEDED, "already recovered")],
+)
+def test_bulk_action_skips_a_run_already_retried(operator_client, failed_run, retry_status, reason):
     # Admin and the API's bulk retry take the same runs: not one whose retry is under way or
     # has already fixed it.
     earlier = retry_run(run=failed_run, from_stage=FAILED_STAGE)
@@ -274,7 +277,7 @@ def test_bulk_action_skips_a_run_already_retried(operator_client, failed_run, re
     )
     [message] = [str(m) for m in response.context["messages"]]
     assert "Retried 0 runs." in message
-    assert f"{failed_run.short_id} (Run {failed_run.pk} was already retried" in message
+    assert f"{failed_run.short_id} (Run {failed_run.pk} was {reason}" in message
     assert PipelineRun.objects.filter(parent_run=failed_run).count() == 1
 
 

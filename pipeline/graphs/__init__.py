@@ -5,20 +5,24 @@ compiles it with the process's checkpointer. `subject_field`, set on the builder
 the `StateGraph`, names the input key that says what a run is about (default "question").
 """
 
+from __future__ import annotations
+
 import os
 from collections.abc import Callable, Iterator
 from functools import cache
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from langgraph.graph import StateGraph
-from langgraph.graph.state import CompiledStateGraph
 from pydantic import ValidationError
 
 from pipeline.checkpointer import get_async_checkpointer, get_checkpointer
 from pipeline.exceptions import GraphUnavailable, InvalidContext, UnknownGraph
 from pipeline.graphs.schemas import adapter, input_spec
+
+if TYPE_CHECKING:
+    from langgraph.graph import StateGraph
+    from langgraph.graph.state import CompiledStateGraph
 
 # Inner stages are named by their path from the top-level stage: "review > check".
 PATH_SEPARATOR = " > "
@@ -60,6 +64,9 @@ def builder_for(name: str) -> Callable[[], Any]:
 
 @cache
 def _state_graph(target: str) -> StateGraph:
+    from langgraph.graph import StateGraph
+    from langgraph.graph.state import CompiledStateGraph
+
     graph = _load_builder(target)()
     if isinstance(graph, CompiledStateGraph):
         graph = graph.builder
@@ -108,6 +115,8 @@ def _async_only(runnable: Any) -> bool:
 
 
 def _subgraph(runnable: Any) -> StateGraph | None:
+    from langgraph.graph.state import CompiledStateGraph
+
     if isinstance(runnable, CompiledStateGraph):
         return runnable.builder
     return None

@@ -13,7 +13,6 @@ import typing
 from functools import cache
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
-from langchain_core.messages import BaseMessage, convert_to_messages
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -30,6 +29,8 @@ from pipeline.exceptions import InvalidInput
 
 
 def _check_message(value: Any) -> Any:
+    from langchain_core.messages import convert_to_messages
+
     try:
         convert_to_messages([value])
     except Exception as exc:
@@ -61,6 +62,8 @@ MessageLike = Annotated[Any, AfterValidator(_check_message), WithJsonSchema(MESS
 
 
 def _mentions_message(annotation: Any) -> bool:
+    from langchain_core.messages import BaseMessage
+
     if isinstance(annotation, type) and issubclass(annotation, BaseMessage):
         return True
     return any(
@@ -111,6 +114,8 @@ class InputSpec:
                 checked = self.model.model_validate(data)
                 result = checked.model_dump(mode="json", exclude_unset=self.partial)
             else:
+                from langchain_core.messages import convert_to_messages
+
                 # The graph's own pydantic model checks it, its validators included.
                 values = {
                     key: convert_to_messages(value) if key in self.message_fields else value

@@ -3,6 +3,8 @@
 import argparse
 import getpass
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -160,6 +162,25 @@ def cli_actor() -> Actor:
     except (KeyError, OSError):
         label = "cli"
     return Actor(via=Surface.CLI, label=label)
+
+
+class ReadCommand(BaseCommand):
+    """A command that only reads runs. It skips the system checks (they build every registered
+    graph, which imports LangGraph: seconds), and it ends quietly when its reader stops reading
+    (`show_run ... | head`)."""
+
+    requires_system_checks = []
+
+    def execute(self, *args, **options):
+        try:
+            result = super().execute(*args, **options)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # As Python's docs advise for SIGPIPE: point stdout at devnull so that the flush
+            # at exit cannot fail again, and exit with an error code.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(1) from None
+        return result
 
 
 class RunActionCommand(BaseCommand):

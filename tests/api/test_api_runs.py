@@ -185,3 +185,11 @@ def test_created_range_accepts_any_offset(api):
     recorded_run()
     response = api.get("/runs", created_after="0470-11-06T21:48:50+20:46")
     assert response.status_code == 200 and response.json()["count"] == 1
+
+
+@pytest.mark.parametrize("when", ["-272", "1700000000", "1.5e9"])
+def test_a_number_is_not_a_date_time_filter(api, when):
+    response = api.get("/runs", created_after=when)
+    assert response.status_code == 422
+    assert api.get("/runs", created_after="2026-12-02").status_code == 200
+    assert api.get("/runs", created_before="2026-12-02T10:00:00+01:00").status_code == 200

@@ -14,7 +14,7 @@ from gamed_console.wsgi import application
 from observability import events
 from observability.models import ApiKey, ApiKeyScope
 from pipeline.models import RunStatus
-from pipeline.services import start_run
+from pipeline.services import retry_run, start_run
 from tests.api.conftest import ALL_PERMS, make_user, recorded_run
 
 EXAMPLES_PER_OPERATION = 10
@@ -22,7 +22,9 @@ STATEFUL_SCENARIOS = 50
 # A run's input is checked against its graph's own schema, and a retry's state patch against
 # the channels of the run's graph, when the request is handled: the OpenAPI schema cannot say
 # which inputs a graph takes, so a well-formed request may still be refused with 422
-# (`invalid_input`, `unknown_graph`), as README documents. Every other check keeps its default.
+# (`invalid_input`, `unknown_graph`), as docs/api.md documents. So may an answer its question's
+# `response_schema` refuses, and any of the three sent again with an Idempotency-Key already
+# used for another request (`idempotency_key_reused`). Every other check keeps its default.
 SEMANTIC_422 = ["2xx", "401", "403", "404", "409", "422"]
 
 
@@ -37,7 +39,11 @@ def schema_config(headers: dict) -> SchemathesisConfig:
                     "include-name": name,
                     "checks": {"positive_data_acceptance": {"expected-statuses": SEMANTIC_422}},
                 }
-                for name in ("POST /api/runs", "POST /api/runs/{run_id}/retry")
+                for name in (
+                    "POST /api/runs",
+                    "POST /api/runs/{run_id}/retry",
+                    "POST /api/runs/{run_id}/answer",
+                )
             ],
         }
     )
@@ -129,6 +135,12 @@ def test_stateful_sequences_on_real_runs_pass_every_check(monkeypatch):
     question = "Label the parts of a plant cell"
     start_run(graph="gamed", input={"question": question})
     start_run(graph="gamed", input={"question": question, "faults": {"router": "fail_always"}})
+    # And a failure a retry recovered, so that `recovery=recovered` lists runs to follow, too.
+    flaky = start_run(
+        graph="gamed", input={"question": question, "faults": {"router": "fail_once"}}
+    )
+    flaky.refresh_from_db()
+    retry_run(run=flaky, from_stage="router")
     schema = schemathesis.openapi.from_wsgi(
         "/api/openapi.json", application, headers=headers, config=schema_config(headers)
     )
@@ -163,8 +175,49 @@ def test_stateful_sequences_on_real_runs_pass_every_check(monkeypatch):
     finally:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
-    reached = {label for label, status in answered if status == 200}
+    # Which of the deep calls answer 200 depends on the values the exploration draws (it
+    # mutates linked ids too); that the links themselves lead to 200 is the test below.
+    reached = {label for label, _status in answered}
     assert {
         "GET /api/runs/{run_id}/stages/{stage_id}",
         "GET /api/runs/{run_id}/checkpoints/{checkpoint_id}",
     } <= reached, sorted(answered)
+
+
+@pytest.mark.usefixtures("sync_queue")
+def test_links_from_runs_lead_to_their_stages_and_checkpoints(client):
+    """Each link the schema declares from a run's lists resolves, on a real run, to a request
+    that answers 200: what lets clients and the stateful exploration go from a run to a stage
+    and to the state at a checkpoint."""
+    owner = make_user("linked", *ALL_PERMS)
+    _, key = ApiKey.objects.create_key(name="links", owner=owner, scope=ApiKeyScope.READ)
+    headers = {"HTTP_X_API_KEY": key}
+    run = start_run(graph="gamed", input={"question": "Label the parts of a plant cell"})
+    spec = client.get("/api/openapi.json", **headers).json()
+
+    def follow(path: str, link_name: str) -> int:
+        listed = client.get(path, **headers)
+        assert listed.status_code == 200
+        operation = spec["paths"][path_template(path)]["get"]
+        link = operation["responses"]["200"]["links"][link_name]
+        body = listed.json()
+        values = {
+            name: resolve(expression, path, body) for name, expression in link["parameters"].items()
+        }
+        target = link["operationRef"].split("/paths/")[1].rsplit("/", 1)[0]
+        target = target.replace("~1", "/").replace("~0", "~").format(**values)
+        return client.get(target, **headers).status_code
+
+    def path_template(path: str) -> str:
+        return path.replace(str(run.pk), "{run_id}")
+
+    def resolve(expression: str, path: str, body):
+        if expression == "$request.path.run_id":
+            return str(run.pk)
+        pointer = expression.removeprefix("$response.body#/").split("/")
+        for part in pointer:
+            body = body[int(part)] if isinstance(body, list) else body[part]
+        return body
+
+    assert follow(f"/api/runs/{run.pk}/checkpoints", "checkpoint_state") == 200
+    assert follow(f"/api/runs/{run.pk}/stages", "stage_detail") == 200

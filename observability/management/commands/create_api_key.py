@@ -6,6 +6,8 @@ from observability.models import ApiKey, ApiKeyScope
 
 class Command(BaseCommand):
     help = "Create an API key for the JSON API and print it (it is shown only this once)."
+    # It runs no graph: no need for the checks that build them all (and import LangGraph).
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("--name", required=True, help="What uses the key, e.g. 'CI'.")

@@ -10,6 +10,8 @@ class Command(BaseCommand):
         "Create the `admin` superuser with a random password, printed once, if no superuser "
         "exists yet. Does nothing afterwards."
     )
+    # It runs no graph: no need for the checks that build them all (and import LangGraph).
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin")

@@ -10,6 +10,8 @@ class Command(RunActionCommand):
     )
     action = services.cancel_run
     wait_help = "wait until the run has stopped"
+    # It runs no graph: no need for the checks that build them all (and import LangGraph).
+    requires_system_checks = []
 
     def done_message(self, run) -> str:
         if run.status == RunStatus.CANCELLED:

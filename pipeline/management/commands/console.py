@@ -18,9 +18,14 @@ class Command(BaseCommand):
         python = [sys.executable, sys.argv[0]]
         # The server serves admin's CSS and JS itself (the local default); production runs
         # collectstatic behind a proxy instead.
-        web_env = {**os.environ, "GAMED_SERVE_STATIC": "true"}
+        env = dict(os.environ)
+        if not env.get("GAMED_BASE_URL"):
+            # Links printed by commands run in other shells, and returned by the API, point here.
+            env["GAMED_BASE_URL"] = f"http://{options['addr']}"
+            settings.CONSOLE_URL_FILE.write_text(env["GAMED_BASE_URL"] + "\n")
+        web_env = {**env, "GAMED_SERVE_STATIC": "true"}
         children = [
-            subprocess.Popen([*python, "qcluster"]),
+            subprocess.Popen([*python, "qcluster"], env=env),
             subprocess.Popen([*python, "serve", "--addr", options["addr"]], env=web_env),
         ]
         self.stdout.write(

@@ -1,14 +1,14 @@
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from pipeline.exceptions import PipelineError
 from pipeline.lib import format_duration, format_ms
-from pipeline.management.output import table
+from pipeline.management.output import ReadCommand, table
 from pipeline.selectors import find_run, nested, run_totals
 
 
-class Command(BaseCommand):
+class Command(ReadCommand):
     help = "Show one run: its stages, durations, errors, checkpoint ids and model use."
 
     def add_arguments(self, parser):
@@ -50,6 +50,11 @@ class Command(BaseCommand):
                     + (f"${totals.cost_usd:.6f}" if priced else "no price"),
                 )
             )
+        if run.recovered_by_id:
+            when = (
+                f" at {run.recovered_at.isoformat(timespec='seconds')}" if run.recovered_at else ""
+            )
+            fields.append(("recovered", f"by run {run.recovered_by_id}{when}"))
         if run.error_message:
             fields.append(("error", run.error_message))
         width = max(len(name) for name, _ in fields)
@@ -62,6 +67,7 @@ class Command(BaseCommand):
             rows = [
                 [
                     s.stage_order,
+                    s.pk,
                     "  " * s.depth + s.stage_name,
                     s.status + (f" ({s.tries} tries)" if s.tries > 1 else ""),
                     format_ms(s.duration_ms),
@@ -73,8 +79,11 @@ class Command(BaseCommand):
                 ]
                 for s in stages
             ]
-            headers = ["#", "stage", "status", "took", "started from", "checkpoint", "error"]
+            headers = ["#", "id", "stage", "status", "took", "started from", "checkpoint", "error"]
             self.stdout.write(table(rows, headers))
+            self.stdout.write(
+                f"\nRetry from a stage: manage.py retry_run {run.short_id} --stage-execution <id>"
+            )
         if options["tracebacks"]:
             for s in stages:
                 if s.error_traceback:
