@@ -981,14 +981,13 @@ def _usage(run: PipelineRun, stages: list[StageExecution]) -> dict | None:
     totals = run_totals(run, stages)
     if not totals.reports_usage:
         return None
-    priced = any(s.cost_usd is not None for s in stages if s.executed)
     lineage = lineage_usage(run) if run.parent_run_id or run.children.exists() else None
     return {
         "model_calls": totals.model_calls,
         "prompt_tokens": totals.prompt_tokens,
         "completion_tokens": totals.completion_tokens,
         "total_tokens": totals.total_tokens,
-        "cost_usd": totals.cost_usd if priced else None,
+        "cost_usd": totals.cost_usd if totals.priced else None,
         "lineage": lineage,
     }
 

@@ -455,6 +455,7 @@ class RunTotals:
     total_tokens: int
     cost_usd: Decimal
     reports_usage: bool
+    priced: bool  # a stage it executed had a price for its model calls
 
 
 def run_totals(run: PipelineRun, stages: list[StageExecution]) -> RunTotals:
@@ -475,6 +476,7 @@ def run_totals(run: PipelineRun, stages: list[StageExecution]) -> RunTotals:
             s.model_calls or s.prompt_tokens is not None or s.cost_usd is not None or s.model_id
             for s in stages
         ),
+        priced=any(s.cost_usd is not None for s in executed),
     )
 
 

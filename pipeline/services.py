@@ -601,8 +601,9 @@ def retry_failed_runs(
     be retried; the others are retried all the same. Admin and API both retry in bulk here."""
     runs = list(runs)
     ids = [run.pk for run in runs]
+    # Recovered runs are skipped first (below), so of `bulk_retryable` only this part is left.
     takes = set(
-        PipelineRun.objects.filter(pk__in=ids).bulk_retryable().values_list("pk", flat=True)
+        PipelineRun.objects.filter(pk__in=ids).not_yet_retried().values_list("pk", flat=True)
     )
     recovered = dict(
         PipelineRun.objects.filter(pk__in=ids)

@@ -41,13 +41,12 @@ class Command(ReadCommand):
         stages = nested(list(run.stages.order_by("stage_order")))
         totals = run_totals(run, stages)
         if totals.reports_usage:
-            priced = any(s.cost_usd is not None for s in stages if s.executed)
             fields.append(
                 (
                     "model use",
                     f"{totals.model_calls} calls, {totals.total_tokens} tokens "
                     f"({totals.prompt_tokens} in, {totals.completion_tokens} out), "
-                    + (f"${totals.cost_usd:.6f}" if priced else "no price"),
+                    + (f"${totals.cost_usd:.6f}" if totals.priced else "no price"),
                 )
             )
         if run.recovered_by_id:
