@@ -32,6 +32,7 @@ from observability.run_page import (
 )
 from pipeline import services
 from pipeline.exceptions import (
+    GraphUnavailable,
     InvalidContext,
     InvalidInput,
     PipelineError,
@@ -916,6 +917,8 @@ def _thread_history(run: PipelineRun, limit: int) -> tuple[list[dict], str]:
         snapshots = list(history)
     except UnknownGraph:
         return [], f"Graph {run.graph!r} is no longer registered: its checkpoints cannot be read."
+    except GraphUnavailable as error:
+        return [], f"{error.message} Its checkpoints cannot be read."
     written_by = {
         stage.checkpoint_id: stage
         for stage in run.stages.executed().exclude(checkpoint_id="").order_by("stage_order")
@@ -1008,7 +1011,7 @@ _layouts: dict = {}
 def _graph_drawing(name: str, stages: list[StageExecution]):
     try:
         graph = compiled_graph(name)
-    except UnknownGraph:
+    except (UnknownGraph, GraphUnavailable):
         return None
     key = (name, id(graph))
     if key not in _layouts:

@@ -164,3 +164,15 @@ def test_admin_start_form_takes_messages_and_context(operator_client):
         "docs_chat",
         "docs_context",
     ]
+
+
+def test_a_run_of_a_graph_that_cannot_be_built_still_shows_its_pages(broken_graph, operator_client):
+    run = PipelineRun.objects.create(graph="broken", input={}, status="failed")
+    base = f"/admin/pipeline/pipelinerun/{run.pk}"
+
+    page = operator_client.get(f"{base}/change/")
+    checkpoints = operator_client.get(f"{base}/checkpoints/")
+
+    assert page.status_code == 200
+    assert checkpoints.status_code == 200
+    assert "cannot be built" in checkpoints.content.decode()
