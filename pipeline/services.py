@@ -887,6 +887,9 @@ def expire_waiting_runs(now=None) -> list[PipelineRun]:
                     )
         except Conflict:
             continue  # answered or cancelled meanwhile
+        except InvalidInput as error:
+            # A default its question refuses must not stop the runs after this one expiring.
+            cancel_run(run=run, actor=DEADLINE, reason=f"{why}; default answer refused: {error}")
         expired.append(run)
     return expired
 

@@ -32,6 +32,7 @@ EXTRA_GRAPHS = {
     "docs_approval": "tests.docs_graphs:build_approval",
     "docs_parallel_review": "tests.docs_graphs:build_parallel_review",
     "docs_deadline": "tests.docs_graphs:build_approval_with_deadline",
+    "docs_bad_default": "tests.docs_graphs:build_approval_with_unstorable_default",
     "docs_orm_subgraph": "tests.docs_graphs:build_orm_subgraph",
     "sleepy": "tests.graphs:build_sleepy",
     "model_react": "tests.model_graphs:build_react",

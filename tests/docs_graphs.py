@@ -363,6 +363,13 @@ def build_approval_with_deadline() -> StateGraph:
     return builder
 
 
+def build_approval_with_unstorable_default() -> StateGraph:
+    """The approval graph with a default answer no database can store (a NUL character)."""
+    builder = build_approval_with_deadline()
+    builder.interrupt_default = "re\x00ject"
+    return builder
+
+
 def build_orm_subgraph() -> StateGraph:
     """A subgraph whose node reads the Django database, as a node of a project might."""
 

@@ -134,6 +134,23 @@ def test_past_its_deadline_a_run_is_cancelled_or_given_its_graphs_default(settin
     assert {record.action for record in system} == {AuditAction.CANCEL, AuditAction.ANSWER}
 
 
+def test_a_default_answer_the_question_refuses_cancels_its_run_and_spares_the_others(
+    settings, node_ledger
+):
+    settings.GAMED_INTERRUPT_TIMEOUT = 600
+    refused = waiting_run(graph="docs_bad_default")
+    plain = waiting_run()
+
+    expired = expire_waiting_runs(now=timezone.now() + timedelta(seconds=601))
+
+    assert {run.pk for run in expired} == {refused.pk, plain.pk}
+    refused.refresh_from_db()
+    plain.refresh_from_db()
+    assert refused.status == RunStatus.CANCELLED
+    assert "default answer refused" in refused.error_message
+    assert plain.status == RunStatus.CANCELLED
+
+
 def test_a_retry_asks_again_unless_it_replays_the_recorded_answer(node_ledger):
     run = waiting_run()
     answer_run(run=run, value="approve", actor=Actor(label="ann"))
