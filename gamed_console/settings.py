@@ -1,6 +1,7 @@
 """Settings for gamed-console. Everything comes from the environment; see docs/settings.md."""
 
 import json
+from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
@@ -60,8 +61,6 @@ INSTALLED_APPS = [
     # Before django_q: its `qcluster` command is pipeline's, which stops gracefully.
     "pipeline",
     "django_q",
-    # Its templates and static files: /api/docs serves Swagger UI itself, not from a CDN.
-    "ninja",
     "observability",
 ]
 
@@ -82,10 +81,15 @@ ROOT_URLCONF = "gamed_console.urls"
 WSGI_APPLICATION = "gamed_console.wsgi.application"
 ASGI_APPLICATION = "gamed_console.asgi.application"
 
+# django-ninja's templates and static files, so /api/docs serves Swagger UI itself, not from a
+# CDN. Found without importing django-ninja, as "ninja" in INSTALLED_APPS would in every
+# manage.py command (with pydantic: a tenth of `manage.py runs`).
+NINJA_DIR = Path(find_spec("ninja").origin).parent
+
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [BASE_DIR / "templates", NINJA_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -258,6 +262,7 @@ USE_TZ = True
 FORMAT_MODULE_PATH = ["gamed_console.formats"]
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [NINJA_DIR / "static"]
 # The ASGI app serves STATIC_URL itself (`make run`); in production the proxy serves STATIC_ROOT.
 GAMED_SERVE_STATIC = env_bool("GAMED_SERVE_STATIC", False)
 

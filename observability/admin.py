@@ -18,8 +18,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
-from observability.auth import can_view_runs
 from observability.forms import AnswerForm, ReasonForm, RetryForm, StartRunForm
+from observability.permissions import can_view_runs
 from observability.run_page import (
     build_timeline,
     draw_graph,

@@ -6,6 +6,7 @@ shape: `{"detail": ..., "code": ...}`.
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpRequest, JsonResponse
@@ -49,6 +50,16 @@ class JsonObjectParser(Parser):
         return body
 
 
+class LocalSwagger(Swagger):
+    """Swagger UI from django-ninja's own static files (in STATICFILES_DIRS), not a CDN.
+
+    django-ninja picks its local template only when "ninja" is in INSTALLED_APPS, which it is
+    not (see settings.NINJA_DIR); its other slot takes the same local template.
+    """
+
+    template_cdn = str(settings.NINJA_DIR / "templates" / Swagger.template)
+
+
 api = NinjaAPI(
     title="gamed-console API",
     version="1",
@@ -60,9 +71,8 @@ api = NinjaAPI(
     ),
     urls_namespace="api",
     auth=API_AUTH,
-    # Swagger UI from django-ninja's static files ("ninja" in INSTALLED_APPS); no validator
-    # badge, which Swagger UI would fetch from validator.swagger.io.
-    docs=Swagger(settings={"validatorUrl": None}),
+    # No validator badge, which Swagger UI would fetch from validator.swagger.io.
+    docs=LocalSwagger(settings={"validatorUrl": None}),
     docs_decorator=docs_access,
     parser=JsonObjectParser(),
 )

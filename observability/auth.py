@@ -13,6 +13,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.security import APIKeyHeader, HttpBearer, SessionAuthIsStaff
 
 from observability.models import ApiKey
+from observability.permissions import can_view_runs
 from pipeline.models import Surface
 from pipeline.services import Actor
 
@@ -116,13 +117,6 @@ def require_perm(request: HttpRequest, perm: str) -> Caller:
     if not who.user.has_perm(f"pipeline.{perm}_pipelinerun"):
         raise ApiError(403, f"You do not have permission to {perm} runs.", "forbidden")
     return who
-
-
-def can_view_runs(user: AbstractBaseUser) -> bool:
-    """What lets the admin show a user runs: *Can view* or *Can change* pipeline runs."""
-    return user.has_perm("pipeline.view_pipelinerun") or user.has_perm(
-        "pipeline.change_pipelinerun"
-    )
 
 
 def needs_view_permission(operation):

@@ -14,11 +14,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from pydantic import ValidationError
 
 from pipeline.checkpointer import get_async_checkpointer, get_checkpointer
 from pipeline.exceptions import GraphUnavailable, InvalidContext, UnknownGraph
-from pipeline.graphs.schemas import adapter, input_spec
 
 if TYPE_CHECKING:
     from langgraph.graph import StateGraph
@@ -164,16 +162,26 @@ def top_stage(path: str) -> str:
 
 def validate_input(name: str, data: Any) -> dict:
     """Check `data` against the graph's input schema; return it normalised as JSON."""
+    # Schemas (pydantic) are imported where used, as LangGraph is: commands that read runs
+    # need neither.
+    from pipeline.graphs.schemas import input_spec
+
     return input_spec(name, state_graph(name).input_schema).validate(data)
 
 
 def input_json_schema(name: str) -> dict:
     """JSON Schema of the graph's input: what `validate_input` accepts."""
+    from pipeline.graphs.schemas import input_spec
+
     return input_spec(name, state_graph(name).input_schema).json_schema()
 
 
 def validate_context(name: str, data: Any) -> dict:
     """Check `data` against the graph's context schema; return it normalised as JSON."""
+    from pydantic import ValidationError
+
+    from pipeline.graphs.schemas import adapter
+
     schema = state_graph(name).context_schema
     if not data:
         data = {}
@@ -196,12 +204,16 @@ def validate_context(name: str, data: Any) -> dict:
 
 
 def context_json_schema(name: str) -> dict | None:
+    from pipeline.graphs.schemas import adapter
+
     schema = state_graph(name).context_schema
     return None if schema is None else adapter(schema).json_schema()
 
 
 def context_for(name: str, data: dict) -> Any:
     """The runtime context LangGraph is given for a run's stored `context` (None: none)."""
+    from pipeline.graphs.schemas import adapter
+
     schema = state_graph(name).context_schema
     if schema is None:
         return None
