@@ -384,7 +384,8 @@ class StageRecorder:
     namespace_of: dict[str, str] = field(default_factory=dict)
     values: dict = field(default_factory=dict)
     current_checkpoint: dict[str, str] = field(default_factory=dict)
-    earlier_attempts: Counter = field(default_factory=Counter)
+    # Rows each task has had, in earlier executions and this one (a replayed answer reruns it).
+    attempts: Counter = field(default_factory=Counter)
     awaiting_checkpoint: dict[str, list[tuple[int, dict]]] = field(default_factory=dict)
     restored: set[str] = field(default_factory=set)
     # Interrupts raised in this execution: id -> the stage that asked (the innermost).
@@ -423,6 +424,7 @@ class StageRecorder:
         if task_id in self.restored:
             self.restored.discard(task_id)
             return
+        self.attempts[task_id] += 1
         self.writer.insert(
             self.run.pk,
             self.next_order,
@@ -431,7 +433,7 @@ class StageRecorder:
                 "namespace": namespace,
                 "status": StageStatus.RUNNING,
                 "task_id": task_id,
-                "attempt": self.earlier_attempts[task_id] + 1,
+                "attempt": self.attempts[task_id],
                 "started_at": timezone.now(),
                 "parent_checkpoint_id": self.started_from.pop(
                     task_id, self.current_checkpoint.get(namespace, "")
@@ -658,7 +660,7 @@ def execute_run(run_id: str) -> str:
         latest = graph_saver(run.graph).get_tuple(run_config(run))
         rows = list(run.stages.values_list("stage_order", "task_id"))
         recorder.next_order = max((order for order, _ in rows), default=0) + 1
-        recorder.earlier_attempts = Counter(task_id for _, task_id in rows if task_id)
+        recorder.attempts = Counter(task_id for _, task_id in rows if task_id)
     if latest is not None:
         recorder.current_checkpoint[""] = latest.config["configurable"]["checkpoint_id"]
     control = RunControl(run.pk, worker)

@@ -174,6 +174,8 @@ def test_a_retry_asks_again_unless_it_replays_the_recorded_answer(node_ledger):
     # A replayed question is still asked (the stage runs up to interrupt()), then answered at
     # once: the stage runs again with the answer, as it would with an operator's.
     assert node_ledger.executions(replayed_sign_off) == {"approval": 2, "sign_off": 2, "publish": 1}
+    asked = replayed_sign_off.stages.filter(stage_name="approval").order_by("stage_order")
+    assert [(s.status, s.attempt) for s in asked] == [("answered", 1), ("succeeded", 2)]
     record = AuditRecord.objects.filter(run=replayed_sign_off, action=AuditAction.ANSWER).first()
     assert record.actor_label == "replay" and str(run.pk) in record.reason
 
