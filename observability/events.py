@@ -7,7 +7,8 @@ stands in one fixed order:
     k.0   stage.started    stage execution k began (stage.reused: copied into a retry)
     k.1   stage.finished   stage k ended: stage.finished, stage.failed, stage.cancelled,
                            stage.interrupted; or stage.waiting (it asked a question with
-                           interrupt()), later stage.answered
+                           interrupt(); answered, it runs again as a new k, and this event,
+                           read afterwards, is stage.answered: an id is never sent twice)
     k.2   run.waiting      the run waits for an operator's answer (k is its last stage), with
                            its open questions; the stream goes on
     k.3   run.ended        the run ended (k is its last stage); the stream then closes
