@@ -612,10 +612,14 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 "state_patch": form.cleaned_data["state_patch"],
                 "context": form.cleaned_data["context"],
             }
+            replay = form.cleaned_data["replay_answers"]
             try:
                 if "_confirm" in request.POST:
                     retry = services.retry_run(
-                        **choice, actor=_actor(request), reason=form.cleaned_data["reason"]
+                        **choice,
+                        replay_answers=replay,
+                        actor=_actor(request),
+                        reason=form.cleaned_data["reason"],
                     )
                     self.message_user(
                         request,
@@ -624,6 +628,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                     )
                     return redirect(retry.admin_path)
                 plan = services.plan_retry(**choice)
+                plan.replay_answers = replay
             except PipelineError as error:
                 form.add_error(None, error.message)
         context = self._context(

@@ -45,6 +45,12 @@ class RetryForm(forms.Form):
         label="Runtime context (JSON)",
         help_text="Replaces the run's runtime context for the retry; empty: the run's own.",
     )
+    replay_answers = forms.BooleanField(
+        required=False,
+        label="Replay answers",
+        help_text="A stage that asks a question this run's lineage already answered gets that "
+        "answer again instead of waiting for an operator.",
+    )
 
     def __init__(self, *args, stages: list[StageExecution], preselect: str | None = None, **kw):
         super().__init__(*args, **kw)

@@ -180,6 +180,24 @@ def test_a_retry_asks_again_unless_it_replays_the_recorded_answer(node_ledger):
     assert record.actor_label == "replay" and str(run.pk) in record.reason
 
 
+def test_admin_retry_previews_and_replays_the_recorded_answers(node_ledger):
+    run = waiting_run()
+    answer_run(run=run, value="approve", actor=Actor(label="ann"))
+    answer_run(run=run, value="Ada", actor=Actor(label="ann"))
+    client = login(staff_user("operator", *OPERATOR_PERMS))
+    url = reverse("admin:pipeline_pipelinerun_retry", args=[run.pk])
+    form = {"stage": _stage(run, "approval"), "replay_answers": "on"}
+
+    preview = client.post(url, {**form, "_preview": "Preview"})
+    assert 'id="retry-replay"' in preview.text
+    assert 'id="retry-replay"' not in client.post(url, {**form, "replay_answers": ""}).text
+    client.post(url, {**form, "_confirm": "Confirm retry"})
+
+    retry = PipelineRun.objects.get(parent_run=run)
+    assert retry.status == RunStatus.SUCCEEDED, retry.error_message
+    assert retry.output["signed_by"] == "Ada"
+
+
 def _stage(run: PipelineRun, name: str) -> int:
     return run.stages.filter(stage_name=name).order_by("-stage_order").first().pk
 
