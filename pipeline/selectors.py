@@ -530,10 +530,20 @@ def get_run_detail(run_id: str) -> PipelineRun:
     run.stage_list = list(run.stages.prefetch_related("model_usage").order_by("stage_order"))
     run.question_list = list(run.questions.select_related("answered_by"))
     run.lineage = run_lineage(run)
-    parents = {member.pk: member.parent_run_id for member, _ in run.lineage.runs}
+    run.ancestor_ids = ancestor_ids(run, {m.pk: m.parent_run_id for m, _ in run.lineage.runs})
+    return run
+
+
+def ancestor_ids(run: PipelineRun, parents: dict | None = None) -> list:
+    """The runs `run` descends from, root first; `parents` ({run: its parent}) when the
+    lineage was read already, else one query."""
+    if parents is None:
+        root_id = run.root_run_id or run.pk
+        parents = dict(
+            PipelineRun.objects.filter(runs_in_lineage(root_id)).values_list("pk", "parent_run_id")
+        )
     ancestors, parent = [], run.parent_run_id
     while parent is not None and parent not in ancestors:
         ancestors.append(parent)
         parent = parents.get(parent)
-    run.ancestor_ids = ancestors[::-1]
-    return run
+    return ancestors[::-1]

@@ -59,7 +59,7 @@ from pipeline.models import (
     subgraph_execution,
 )
 from pipeline.retention import ThreadUsage, delete_threads, thread_usage
-from pipeline.selectors import latest_failed_stage
+from pipeline.selectors import ancestor_ids, latest_failed_stage
 from pipeline.snapshots import capped, to_json
 
 if TYPE_CHECKING:
@@ -819,15 +819,10 @@ def answers_to_resume(run: PipelineRun) -> "Command | None":
 def replay_answers(run: PipelineRun, questions: list[Question]) -> "Command | None":
     """For a retry asked to replay answers: answer `questions` with what its lineage answered
     to the same stages, if it answered all of them; record them as answered by the system."""
-    lineage = []
-    ancestor = run.parent_run
-    while ancestor is not None:
-        lineage.append(ancestor.pk)
-        ancestor = ancestor.parent_run
     earlier = {}
-    for question in Question.objects.filter(run__in=lineage, answered_at__isnull=False).order_by(
-        "answered_at"
-    ):
+    for question in Question.objects.filter(
+        run__in=ancestor_ids(run), answered_at__isnull=False
+    ).order_by("answered_at"):
         earlier.setdefault(question.stage_name, question)
     if not questions or any(q.stage_name not in earlier for q in questions):
         return None
