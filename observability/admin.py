@@ -1,7 +1,7 @@
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -39,7 +39,6 @@ from pipeline.exceptions import (
     RunNotFound,
     UnknownGraph,
 )
-from pipeline.forking import checkpoint_config
 from pipeline.graphs import compiled_graph, graph_problems, registered_graphs, stage_paths
 from pipeline.lib import format_duration, format_ms
 from pipeline.models import (
@@ -53,6 +52,7 @@ from pipeline.models import (
     Surface,
 )
 from pipeline.selectors import (
+    ThreadCheckpoint,
     console_runs,
     expected_stage_count,
     failed_stage_names,
@@ -66,8 +66,8 @@ from pipeline.selectors import (
     runs_failed_at,
     stage_statistics,
     stage_trend,
+    thread_history,
 )
-from pipeline.snapshots import to_json
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -532,7 +532,7 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             raise PermissionDenied
         run = self._run_or_404(run_id)
         checkpoints, problem = _thread_history(run, self.CHECKPOINT_LIMIT)
-        by_id = {entry["id"]: entry for entry in checkpoints}
+        by_id = {entry.id: entry for entry in checkpoints}
         first, second = request.GET.get("a", ""), request.GET.get("b", "")
         compared = None
         if first or second:
@@ -552,17 +552,16 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
             compared = {
                 "before": by_id[first],
                 "after": by_id[second],
-                "changes": state_difference(by_id[first]["state"], by_id[second]["state"]),
+                "changes": state_difference(by_id[first].state, by_id[second].state),
             }
         elif request.GET.get("parent") and run.parent_run_id:
             parent_history, _ = _thread_history(run.parent_run, 1)
             if checkpoints and parent_history:
                 compared = {
-                    "before": {**parent_history[0], "run": run.parent_run},
-                    "after": {**checkpoints[0], "run": run},
-                    "changes": state_difference(
-                        parent_history[0]["state"], checkpoints[0]["state"]
-                    ),
+                    "before": parent_history[0],
+                    "after": checkpoints[0],
+                    "parent": run.parent_run,
+                    "changes": state_difference(parent_history[0].state, checkpoints[0].state),
                 }
         context = self._context(
             request,
@@ -911,43 +910,16 @@ def _json_tree(value) -> str:
     return format_html('<div class="json-tree">{}</div>', json_script(value))
 
 
-def _thread_history(run: PipelineRun, limit: int) -> tuple[list[dict], str]:
-    """The run thread's checkpoints, newest first, each with the state at it (JSON)."""
+def _thread_history(run: PipelineRun, limit: int) -> tuple[list[ThreadCheckpoint], str]:
+    """The run thread's checkpoints, newest first; or why they cannot be shown."""
     if run.checkpoints_pruned_at:
         return [], "Its checkpoints were pruned by retention."
     try:
-        history = compiled_graph(run.graph).get_state_history(
-            checkpoint_config(run.thread_id), limit=limit
-        )
-        snapshots = list(history)
+        return thread_history(run, limit), ""
     except UnknownGraph:
         return [], f"Graph {run.graph!r} is no longer registered: its checkpoints cannot be read."
     except GraphUnavailable as error:
         return [], f"{error.message} Its checkpoints cannot be read."
-    written_by = {
-        stage.checkpoint_id: stage
-        for stage in run.stages.executed().exclude(checkpoint_id="").order_by("stage_order")
-    }
-    entries = []
-    for snapshot in snapshots:
-        configurable = snapshot.config["configurable"]
-        metadata = snapshot.metadata or {}
-        entries.append(
-            {
-                "id": configurable["checkpoint_id"],
-                "step": metadata.get("step"),
-                "source": metadata.get("source", ""),
-                "next": list(snapshot.next),
-                "created_at": datetime.fromisoformat(snapshot.created_at)
-                if snapshot.created_at
-                else None,
-                "stage": written_by.get(configurable["checkpoint_id"]),
-                "state": to_json(snapshot.values)
-                if isinstance(snapshot.values, dict)
-                else {"value": to_json(snapshot.values)},
-            }
-        )
-    return entries, ""
 
 
 def _in_pipeline_order(rows: list) -> list:

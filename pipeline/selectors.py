@@ -5,6 +5,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -25,6 +27,8 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from pipeline.exceptions import PipelineError, RunNotFound
+from pipeline.forking import checkpoint_config
+from pipeline.graphs import compiled_graph
 from pipeline.models import (
     DONE_STAGE_STATUSES,
     TERMINAL_RUN_STATUSES,
@@ -34,6 +38,10 @@ from pipeline.models import (
     StageStatus,
     subgraph_execution,
 )
+from pipeline.snapshots import to_json
+
+if TYPE_CHECKING:
+    from langgraph.types import StateSnapshot
 
 
 def get_run(run_id: str) -> PipelineRun:
@@ -547,3 +555,64 @@ def ancestor_ids(run: PipelineRun, parents: dict | None = None) -> list:
         ancestors.append(parent)
         parent = parents.get(parent)
     return ancestors[::-1]
+
+
+@dataclass(frozen=True)
+class ThreadCheckpoint:
+    """One checkpoint of a run's thread, with the executed stage whose end saved it."""
+
+    id: str
+    parent_id: str | None
+    step: int | None
+    source: str
+    next: list[str]
+    created_at: datetime | None
+    stage: StageExecution | None
+    values: Any
+
+    @cached_property
+    def state(self) -> dict:
+        """The state at the checkpoint as a JSON object."""
+        return (
+            to_json(self.values)
+            if isinstance(self.values, dict)
+            else {"value": to_json(self.values)}
+        )
+
+
+def thread_checkpoints(
+    run: PipelineRun, snapshots: list["StateSnapshot"]
+) -> list[ThreadCheckpoint]:
+    """LangGraph's snapshots of the run's thread as ThreadCheckpoints (one query)."""
+    written_by = {
+        stage.checkpoint_id: stage for stage in run.stages.executed().exclude(checkpoint_id="")
+    }
+    found = []
+    for snapshot in snapshots:
+        checkpoint_id = snapshot.config["configurable"]["checkpoint_id"]
+        parent = snapshot.parent_config
+        metadata = snapshot.metadata or {}
+        found.append(
+            ThreadCheckpoint(
+                id=checkpoint_id,
+                parent_id=parent["configurable"]["checkpoint_id"] if parent else None,
+                step=metadata.get("step"),
+                source=metadata.get("source", ""),
+                next=list(snapshot.next),
+                created_at=datetime.fromisoformat(snapshot.created_at)
+                if snapshot.created_at
+                else None,
+                stage=written_by.get(checkpoint_id),
+                values=snapshot.values,
+            )
+        )
+    return found
+
+
+def thread_history(run: PipelineRun, limit: int | None = None) -> list[ThreadCheckpoint]:
+    """The run's own thread's checkpoints, newest first. A retry's thread starts at the
+    checkpoint it was forked from; earlier ones are on its parent's thread."""
+    history = compiled_graph(run.graph).get_state_history(
+        checkpoint_config(run.thread_id), limit=limit
+    )
+    return thread_checkpoints(run, list(history))

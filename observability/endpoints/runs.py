@@ -28,7 +28,14 @@ from pipeline import services
 from pipeline.forking import checkpoint_config, graph_saver
 from pipeline.graphs import compiled_graph
 from pipeline.models import StageExecution
-from pipeline.selectors import api_runs, get_run, get_run_detail
+from pipeline.selectors import (
+    ThreadCheckpoint,
+    api_runs,
+    get_run,
+    get_run_detail,
+    thread_checkpoints,
+    thread_history,
+)
 from pipeline.snapshots import to_json
 
 router = Router(tags=["runs"])
@@ -139,26 +146,16 @@ def stage_detail(request: HttpRequest, run_id: UUID, stage_id: StageId):
     return stage
 
 
-def _checkpoint(snapshot, written_by: dict[str, int]) -> dict:
-    checkpoint_id = snapshot.config["configurable"]["checkpoint_id"]
-    parent = (
-        snapshot.parent_config["configurable"]["checkpoint_id"] if snapshot.parent_config else None
-    )
-    metadata = snapshot.metadata or {}
+def _checkpoint(checkpoint: ThreadCheckpoint) -> dict:
     return {
-        "checkpoint_id": checkpoint_id,
-        "parent_checkpoint_id": parent,
-        "step": metadata.get("step"),
-        "source": metadata.get("source"),
-        "next": list(snapshot.next),
-        "created_at": snapshot.created_at,
-        "written_by_stage_id": written_by.get(checkpoint_id),
+        "checkpoint_id": checkpoint.id,
+        "parent_checkpoint_id": checkpoint.parent_id,
+        "step": checkpoint.step,
+        "source": checkpoint.source or None,
+        "next": checkpoint.next,
+        "created_at": checkpoint.created_at,
+        "written_by_stage_id": checkpoint.stage.pk if checkpoint.stage else None,
     }
-
-
-def _written_by(run) -> dict[str, int]:
-    rows = run.stages.executed().exclude(checkpoint_id="")
-    return dict(rows.values_list("checkpoint_id", "pk"))
 
 
 @router.get(
@@ -175,10 +172,7 @@ def _written_by(run) -> dict[str, int]:
 def run_checkpoints(request: HttpRequest, run_id: UUID):
     """LangGraph's state history of the run's own thread, newest first. A retry's thread starts
     at the checkpoint it was forked from; earlier ones are on its parent's thread."""
-    run = get_run(str(run_id))
-    history = compiled_graph(run.graph).get_state_history(checkpoint_config(run.thread_id))
-    written_by = _written_by(run)
-    return [_checkpoint(snapshot, written_by) for snapshot in history]
+    return [_checkpoint(checkpoint) for checkpoint in thread_history(get_run(str(run_id)))]
 
 
 @router.get(
@@ -196,10 +190,11 @@ def checkpoint_state(request: HttpRequest, run_id: UUID, checkpoint_id: str):
             "checkpoint_not_found",
         )
     snapshot = compiled_graph(run.graph).get_state(config)
+    [checkpoint] = thread_checkpoints(run, [snapshot])
     return Status(
         200,
         {
-            **_checkpoint(snapshot, _written_by(run)),
+            **_checkpoint(checkpoint),
             "values": to_json(snapshot.values),
             "tasks": [
                 {
