@@ -1,5 +1,6 @@
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -186,7 +187,13 @@ class TotalsOut(Schema):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-    cost_usd: float = Field(description="0 when no model it called has a price.")
+    cost_usd: float | None = Field(
+        None, description="What the stages it executed cost; null: no priced model call."
+    )
+
+    @staticmethod
+    def resolve_cost_usd(totals) -> Decimal | None:
+        return totals.cost_usd if totals.priced else None
 
 
 class LineageTotalsOut(Schema):
@@ -195,7 +202,7 @@ class LineageTotalsOut(Schema):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-    cost_usd: float
+    cost_usd: float | None = Field(description="null: no priced model call in the lineage.")
 
 
 class QuestionOut(Schema):

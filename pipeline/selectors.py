@@ -495,7 +495,7 @@ class UsageTotals:
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-    cost_usd: Decimal
+    cost_usd: Decimal | None  # None: no priced model call in the lineage
 
 
 def lineage_usage(run: PipelineRun) -> UsageTotals:
@@ -514,7 +514,7 @@ def lineage_usage(run: PipelineRun) -> UsageTotals:
             cost_usd=Sum("cost_usd"),
         )
     )
-    return UsageTotals(**{**totals, "cost_usd": totals["cost_usd"] or Decimal(0)})
+    return UsageTotals(**totals)
 
 
 def runs_failed_at(stage_name: str) -> Q:

@@ -146,6 +146,24 @@ def test_api_admin_and_show_run_show_usage_per_stage_run_and_lineage(settings):
     assert "model use  3 calls, 66 tokens (47 in, 19 out), $0.000244" in out.getvalue()
 
 
+def test_without_prices_every_cost_is_null_not_zero(settings):
+    settings.GAMED_MODEL_PRICES = {}
+    run = start_run(graph="model_react", input=QUESTION)
+    run.refresh_from_db()
+    retry = retry_run(run=run, from_stage="tools")
+    retry.refresh_from_db()
+    assert retry.status == RunStatus.SUCCEEDED, retry.error_message
+
+    api = ApiClient(ApiKey.objects.create_key(name="read", owner=make_user("reader", "view"))[1])
+    detail = api.get(f"/runs/{retry.pk}").json()
+    assert detail["totals"]["model_calls"] == 2 and detail["totals"]["cost_usd"] is None
+    assert detail["lineage_totals"]["model_calls"] == 5
+    assert detail["lineage_totals"]["cost_usd"] is None
+    assert {item["cost_usd"] for item in api.get("/runs").json()["items"]} == {None}
+    page = login(staff_user("viewer", *VIEW_PERMS)).get(retry.admin_path).text
+    assert "113 tokens over 2 runs" in page and "$0.0000" not in page
+
+
 @pytest.mark.parametrize(
     ("prices", "problem"),
     [
