@@ -97,15 +97,23 @@ def test_metrics_count_tokens_and_cost_by_graph_stage_and_model_and_only_grow(
     assert sample("gamed_llm_cost_usd_total", agent) == pytest.approx(0.000394)
 
 
-def test_api_admin_and_show_run_show_usage_per_stage_run_and_lineage(settings):
-    settings.GAMED_MODEL_PRICES = PRICES
+def react_run_retried_from_tools() -> tuple:
     run = start_run(graph="model_react", input=QUESTION)
     run.refresh_from_db()
     retry = retry_run(run=run, from_stage="tools")
     retry.refresh_from_db()
     assert retry.status == RunStatus.SUCCEEDED, retry.error_message
+    return run, retry
 
-    api = ApiClient(ApiKey.objects.create_key(name="read", owner=make_user("reader", "view"))[1])
+
+def reader_api() -> ApiClient:
+    return ApiClient(ApiKey.objects.create_key(name="read", owner=make_user("reader", "view"))[1])
+
+
+def test_api_admin_and_show_run_show_usage_per_stage_run_and_lineage(settings):
+    settings.GAMED_MODEL_PRICES = PRICES
+    run, retry = react_run_retried_from_tools()
+    api = reader_api()
     detail = api.get(f"/runs/{retry.pk}").json()
     first_agent = detail["stages"][0]
     assert first_agent["status"] == "reused" and first_agent["model_calls"] == 0
@@ -148,13 +156,8 @@ def test_api_admin_and_show_run_show_usage_per_stage_run_and_lineage(settings):
 
 def test_without_prices_every_cost_is_null_not_zero(settings):
     settings.GAMED_MODEL_PRICES = {}
-    run = start_run(graph="model_react", input=QUESTION)
-    run.refresh_from_db()
-    retry = retry_run(run=run, from_stage="tools")
-    retry.refresh_from_db()
-    assert retry.status == RunStatus.SUCCEEDED, retry.error_message
-
-    api = ApiClient(ApiKey.objects.create_key(name="read", owner=make_user("reader", "view"))[1])
+    _, retry = react_run_retried_from_tools()
+    api = reader_api()
     detail = api.get(f"/runs/{retry.pk}").json()
     assert detail["totals"]["model_calls"] == 2 and detail["totals"]["cost_usd"] is None
     assert detail["lineage_totals"]["model_calls"] == 5
