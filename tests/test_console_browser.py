@@ -7,8 +7,10 @@ These pages need no worker: their runs are written as the runner leaves them.
 
 import re
 import threading
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from pipeline.graphs.gamed.state import STAGES
 from pipeline.models import AuditRecord, RunStatus, StageStatus
@@ -303,3 +305,27 @@ def test_operator_reads_a_run_and_acts_on_it_from_the_list_at_both_widths(
     assert waiting.status == RunStatus.CANCELLED
     record = AuditRecord.objects.get(run=waiting, action="cancel")
     assert (record.actor, record.via, record.reason) == (operator, "admin", "asked twice")
+
+
+def test_ages_beside_times_keep_counting_while_a_page_stays_open(live_server, transactional_db):
+    from playwright.sync_api import expect
+
+    staff_user("operator", *OPERATOR_PERMS)
+    # Two and a half minutes ago: "2 minutes" now, and still "2" a few seconds later.
+    started = timezone.now() - timedelta(minutes=2, seconds=30)
+    run = make_run(status=RunStatus.SUCCEEDED, started_at=started, stages=2)
+
+    with chromium() as browser:
+        page = open_console(browser, live_server, DESKTOP)
+        page.clock.install(time=timezone.now())
+        page.goto(live_server.url + run.admin_path)
+        on_page = page.locator("#run-started small.age")
+        expect(on_page).to_have_text("(2\u00a0minutes ago)")
+        page.clock.fast_forward(3_600_000)
+        expect(on_page).to_have_text("(1\u00a0hour, 2\u00a0minutes ago)")
+
+        page.goto(live_server.url + "/admin/pipeline/pipelinerun/")
+        in_list = page.locator(f"#result_list tr:has(a[href='{run.admin_path}']) small.age")
+        expect(in_list).to_have_text("2\u00a0minutes ago")
+        page.clock.fast_forward(7_200_000)  # the page's clock was an hour on already
+        expect(in_list).to_have_text("3\u00a0hours ago")
