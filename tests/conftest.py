@@ -15,6 +15,7 @@ from pipeline.checkpointer import close_checkpointers
 from pipeline.models import PipelineRun, RunStatus
 from pipeline.runner import RowWriter
 from tests import ledger, services
+from tests.console import OPERATOR_PERMS, VIEW_PERMS, login, staff_user
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRA_GRAPHS = {
@@ -112,6 +113,23 @@ class Ledger:
 
     def executions(self, *runs: PipelineRun):
         return ledger.executions(self.path, *(run.thread_id for run in runs))
+
+
+@pytest.fixture
+def operator(db):
+    """A staff user with the operator's permissions (tests.console.OPERATOR_PERMS)."""
+    return staff_user("operator", *OPERATOR_PERMS)
+
+
+@pytest.fixture
+def operator_client(operator):
+    return login(operator)
+
+
+@pytest.fixture
+def viewer_client(db):
+    """A staff user who may only view runs, logged in."""
+    return login(staff_user("viewer", *VIEW_PERMS))
 
 
 @pytest.fixture

@@ -4,25 +4,10 @@ import pytest
 from django.urls import reverse
 
 from pipeline.models import AuditAction, AuditRecord, PipelineRun, RunStatus, Surface
-from tests.console import OPERATOR_PERMS, VIEW_PERMS, login, make_run, staff_user
+from tests.console import VIEW_PERMS, login, make_run, staff_user
 
 ACTIONS = ["cancel", "resume", "rerun"]
 BUTTON_CLASSES = ["run-action-retry", "run-action-cancel", "run-action-resume", "run-action-rerun"]
-
-
-@pytest.fixture
-def operator(db):
-    return staff_user("operator", *OPERATOR_PERMS)
-
-
-@pytest.fixture
-def operator_client(operator):
-    return login(operator)
-
-
-@pytest.fixture
-def viewer_client(db):
-    return login(staff_user("viewer", *VIEW_PERMS))
 
 
 def action_url(name: str, run: PipelineRun) -> str:

@@ -3,7 +3,6 @@
 import re
 from decimal import Decimal
 
-import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -12,20 +11,10 @@ from observability.run_page import layout_graph, stage_changes, stage_log_previe
 from pipeline.graphs import compiled_graph
 from pipeline.models import PipelineRun, RunStatus, StageExecution, StageStatus
 from pipeline.services import start_run
-from tests.console import OPERATOR_PERMS, VIEW_PERMS, login, make_run, staff_user
+from tests.console import OPERATOR_PERMS, login, make_run, staff_user
 
 CHANGELIST = "/admin/pipeline/pipelinerun/"
 GAMED_FIRST_THREE = ["input_enhancer", "domain_knowledge_retriever", "router"]
-
-
-@pytest.fixture
-def operator_client(db):
-    return login(staff_user("operator", *OPERATOR_PERMS))
-
-
-@pytest.fixture
-def viewer_client(db):
-    return login(staff_user("viewer", *VIEW_PERMS))
 
 
 def queries_for(client, url: str) -> int:

@@ -7,14 +7,9 @@ from django.utils import timezone
 
 from pipeline.models import PipelineRun, RunStatus, StageExecution, StageStatus
 from pipeline.selectors import percentile, run_outcomes_by_day, stage_statistics
-from tests.console import VIEW_PERMS, login, make_run, staff_user
+from tests.console import login, make_run, staff_user
 
 STATS = "/admin/pipeline/pipelinerun/stats/"
-
-
-@pytest.fixture
-def viewer_client(db):
-    return login(staff_user("viewer", *VIEW_PERMS))
 
 
 def timed_rows(run: PipelineRun, name: str, durations: list[int], status=StageStatus.SUCCEEDED):

@@ -160,11 +160,6 @@ def test_api_errors_have_the_statuses_the_readme_gives_and_never_html(runs, key)
 # Admin forms ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def operator_client(db) -> Client:
-    return login(staff_user("operator", *OPERATOR_PERMS))
-
-
 BAD_JSON_TEXT = {
     "a NUL character": '{"question": "why\\u0000not"}',
     "deep nesting": json.dumps({"question": QUESTION, "extra": NESTED}),

@@ -9,19 +9,9 @@ from pipeline.graphs.gamed.state import STAGES
 from pipeline.models import AuditRecord, PipelineRun, RunStatus, StageStatus
 from pipeline.selectors import console_runs
 from pipeline.services import Actor, cancel_run, start_run
-from tests.console import OPERATOR_PERMS, login, make_run, staff_user
+from tests.console import make_run
 
 CHANGELIST = "/admin/pipeline/pipelinerun/"
-
-
-@pytest.fixture
-def operator(db):
-    return staff_user("operator", *OPERATOR_PERMS)
-
-
-@pytest.fixture
-def operator_client(operator):
-    return login(operator)
 
 
 def pending_retry_of(parent: PipelineRun) -> PipelineRun:

@@ -1,27 +1,16 @@
 """The runs list, the stage list and the inbox: live while anything shown is pending or
 running, and per-row Retry / Cancel for those who may use them."""
 
-import pytest
 from django.urls import reverse
 
 from pipeline.models import RunStatus, StageStatus
-from tests.console import OPERATOR_PERMS, VIEW_PERMS, login, make_run, staff_user
+from tests.console import make_run
 from tests.test_admin_console import queries_for
 
 CHANGELIST = "/admin/pipeline/pipelinerun/"
 STAGES = "/admin/pipeline/stageexecution/"
 LIVE = 'id="live-list" class="console-live" data-live="1"'
 QUIET = 'data-live="0"'
-
-
-@pytest.fixture
-def operator_client(db):
-    return login(staff_user("operator", *OPERATOR_PERMS))
-
-
-@pytest.fixture
-def viewer_client(db):
-    return login(staff_user("viewer", *VIEW_PERMS))
 
 
 def test_runs_list_is_live_while_a_run_it_shows_is_active(operator_client):

@@ -9,16 +9,11 @@ from django.urls import reverse
 from pipeline.graphs.gamed.state import STAGES
 from pipeline.models import RunStatus, StageExecution, StageStatus
 from pipeline.services import retry_run, start_run
-from tests.console import OPERATOR_PERMS, VIEW_PERMS, login, make_run, staff_user
+from tests.console import VIEW_PERMS, login, make_run, staff_user
 from tests.test_admin_console import queries_for
 
 STATS = "/admin/pipeline/pipelinerun/stats/"
 SECONDS_AND_ZONE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
-
-
-@pytest.fixture
-def operator_client(db):
-    return login(staff_user("operator", *OPERATOR_PERMS))
 
 
 def checkpoints_url(run) -> str:

@@ -10,7 +10,6 @@ from observability.models import ApiKey, ApiKeyScope
 from pipeline.models import PipelineRun
 from tests.api.conftest import ALL_PERMS, ApiClient, make_user
 from tests.conftest import EXTRA_GRAPHS, child_env, manage
-from tests.console import OPERATOR_PERMS, login, staff_user
 from tests.docs_graphs import SUBGRAPH_STAGES
 
 pytestmark = pytest.mark.django_db
@@ -22,11 +21,6 @@ BROKEN = {"broken": "tests.docs_graphs:build_broken"}
 def api(db) -> ApiClient:
     owner = make_user("integration", *ALL_PERMS)
     return ApiClient(ApiKey.objects.create_key(name="ci", owner=owner, scope=ApiKeyScope.WRITE)[1])
-
-
-@pytest.fixture
-def operator_client(db):
-    return login(staff_user("operator", *OPERATOR_PERMS))
 
 
 @pytest.fixture
