@@ -65,8 +65,9 @@ def chromium():
             browser.close()
 
 
-def log_in(browser, live_server, username: str):
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+def log_in(browser, live_server, username: str, context=None):
+    """A page logged in as `username`, in `context` (default: a 1400 px wide one)."""
+    page = (context or browser.new_context(viewport={"width": 1400, "height": 1000})).new_page()
     page.set_default_timeout(30_000)
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", username)

@@ -16,7 +16,7 @@ from pipeline.graphs.gamed.state import STAGES
 from pipeline.models import AuditRecord, RunStatus, StageStatus
 from pipeline.services import Actor, retry_run, start_run
 from tests.console import OPERATOR_PERMS, make_run, staff_user
-from tests.test_admin_browser import ARTIFACTS, chromium
+from tests.test_admin_browser import ARTIFACTS, chromium, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -34,14 +34,7 @@ def open_console(browser, live_server, width: int, *, theme: str = "light", user
     )
     if theme == "dark-toggle":
         context.add_init_script("window.localStorage.setItem('theme', 'dark')")
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", user)
-    page.fill("#id_password", "pw-" + user)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
-    return page
+    return log_in(browser, live_server, user, context)
 
 
 def shoot(page, name: str) -> None:
