@@ -804,7 +804,9 @@ class PipelineRunAdmin(RetryAdminMixin, ReadOnlyAdmin):
                 '{} <small class="run-recovered" title="recovered {}">recovered by '
                 '<a href="{}">{}</a></small>',
                 status_badge(run.status),
-                _when(run.recovered_at) if run.recovered_at else "",
+                date_format(timezone.localtime(run.recovered_at), "DATETIME_FORMAT")
+                if run.recovered_at
+                else "",
                 reverse("admin:pipeline_pipelinerun_change", args=[run.recovered_by_id]),
                 str(run.recovered_by_id)[:8],
             )

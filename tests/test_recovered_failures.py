@@ -87,6 +87,13 @@ def test_runs_list_marks_recovered_failures_with_the_run_that_recovered_them(ope
     assert page.count(badge) == 2
 
 
+def test_runs_list_says_when_a_failure_was_recovered_in_plain_text(operator_client, runs):
+    page = operator_client.get(CHANGELIST).text
+    titles = re.findall(r'class="run-recovered" title="recovered ([^"]*)"', page)
+    assert len(titles) == 2
+    assert all(title and "<" not in title for title in titles), titles
+
+
 def test_runs_list_filters_unrecovered_failures(operator_client, runs):
     page = operator_client.get(CHANGELIST, {"recovery": "unrecovered"}).text
     assert "open failure" in page
