@@ -969,7 +969,7 @@ def _usage(run: PipelineRun, stages: list[StageExecution]) -> dict | None:
         "prompt_tokens": totals.prompt_tokens,
         "completion_tokens": totals.completion_tokens,
         "total_tokens": totals.total_tokens,
-        "cost_usd": totals.cost_usd if totals.priced else None,
+        "cost_usd": totals.cost_usd,
         "lineage": lineage,
     }
 

@@ -1,6 +1,5 @@
 import re
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -190,10 +189,6 @@ class TotalsOut(Schema):
     cost_usd: float | None = Field(
         None, description="What the stages it executed cost; null: no priced model call."
     )
-
-    @staticmethod
-    def resolve_cost_usd(totals) -> Decimal | None:
-        return totals.cost_usd if totals.priced else None
 
 
 class LineageTotalsOut(Schema):

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from pipeline.exceptions import PipelineError, RunNotFound
 from pipeline.forking import checkpoint_config
-from pipeline.graphs import compiled_graph
+from pipeline.graphs import compiled_graph, stage_names, top_stage
 from pipeline.models import (
     DONE_STAGE_STATUSES,
     TERMINAL_RUN_STATUSES,
@@ -111,9 +111,6 @@ def expected_stage_count(run: PipelineRun, counted: int, last_stage: str | None)
     the run ends, exact after."""
     if run.is_terminal:
         return counted
-    # Imported here: the runs list of the CLI counts without loading graphs.
-    from pipeline.graphs import stage_names, top_stage
-
     try:
         names = stage_names(run.graph)
     except PipelineError:
@@ -461,14 +458,14 @@ class RunTotals:
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-    cost_usd: Decimal
+    cost_usd: Decimal | None  # None: no stage it executed had a priced model call
     reports_usage: bool
-    priced: bool  # a stage it executed had a price for its model calls
 
 
 def run_totals(run: PipelineRun, stages: list[StageExecution]) -> RunTotals:
     """Totals over the run's stage rows (already loaded); reused rows cost this run nothing."""
     executed = [s for s in stages if s.executed]
+    priced = [s.cost_usd for s in executed if s.cost_usd is not None]
     duration = run.duration
     return RunTotals(
         duration_ms=int(duration.total_seconds() * 1000) if duration else None,
@@ -479,12 +476,11 @@ def run_totals(run: PipelineRun, stages: list[StageExecution]) -> RunTotals:
         prompt_tokens=sum(s.prompt_tokens or 0 for s in executed),
         completion_tokens=sum(s.completion_tokens or 0 for s in executed),
         total_tokens=sum(s.total_tokens or 0 for s in executed),
-        cost_usd=sum((s.cost_usd or Decimal(0) for s in executed), Decimal(0)),
+        cost_usd=sum(priced, Decimal(0)) if priced else None,
         reports_usage=any(
             s.model_calls or s.prompt_tokens is not None or s.cost_usd is not None or s.model_id
             for s in stages
         ),
-        priced=any(s.cost_usd is not None for s in executed),
     )
 
 
@@ -584,8 +580,10 @@ def thread_checkpoints(
     run: PipelineRun, snapshots: list["StateSnapshot"]
 ) -> list[ThreadCheckpoint]:
     """LangGraph's snapshots of the run's thread as ThreadCheckpoints (one query)."""
+    stages = run.stages.executed().exclude(checkpoint_id="")
     written_by = {
-        stage.checkpoint_id: stage for stage in run.stages.executed().exclude(checkpoint_id="")
+        stage.checkpoint_id: stage
+        for stage in stages.only("run_id", "checkpoint_id", "stage_order", "stage_name")
     }
     found = []
     for snapshot in snapshots:

@@ -46,7 +46,7 @@ class Command(ReadCommand):
                     "model use",
                     f"{totals.model_calls} calls, {totals.total_tokens} tokens "
                     f"({totals.prompt_tokens} in, {totals.completion_tokens} out), "
-                    + (f"${totals.cost_usd:.6f}" if totals.priced else "no price"),
+                    + (f"${totals.cost_usd:.6f}" if totals.cost_usd is not None else "no price"),
                 )
             )
         if run.recovered_by_id:
